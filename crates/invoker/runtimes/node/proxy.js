@@ -1,0 +1,490 @@
+'use strict';
+// Brisk runtime proxy for Node.js actions (kind nodejs:20).
+//
+// Speaks the action container contract described in docs/runtime-protocol.md:
+// POST /init loads the user's code once, POST /run calls its entry point. It
+// listens on the Unix socket named by BRISK_SOCKET (or 127.0.0.1:BRISK_PORT for
+// manual testing). Every line the action writes to stdout/stderr during an
+// activation is tagged "\x01<activation id>\x02" so the invoker can attribute
+// it even when runs overlap, and every run ends with a tagged sentinel line on
+// both streams, written before the HTTP response.
+//
+// Standard library only.
+
+const http = require('http');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const zlib = require('zlib');
+const Module = require('module');
+const { AsyncLocalStorage } = require('async_hooks');
+const { StringDecoder } = require('string_decoder');
+const { pathToFileURL } = require('url');
+
+const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
+const NOT_A_DICTIONARY = 'The action did not return a dictionary or array.';
+
+// ---------------------------------------------------------------------------
+// Log tagging
+// ---------------------------------------------------------------------------
+
+// The store of the activation (or init) whose code is executing. Async work the
+// action starts inherits it, so concurrent runs tag their own lines.
+const als = new AsyncLocalStorage();
+
+const rawWrite = {
+  out: process.stdout.write.bind(process.stdout),
+  err: process.stderr.write.bind(process.stderr),
+};
+
+// A broken pipe on our own stdio must not crash the proxy.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
+function newLogContext(id) {
+  return {
+    tag: id ? '\x01' + id + '\x02' : '',
+    done: false,
+    out: '', // partial (unterminated) line per stream
+    err: '',
+    decOut: null, // StringDecoders for Buffer chunks, created lazily
+    decErr: null,
+  };
+}
+
+function chunkToString(ctx, key, chunk, encoding) {
+  if (typeof chunk === 'string') {
+    if (encoding && encoding !== 'utf8' && encoding !== 'utf-8' && Buffer.isEncoding(encoding)) {
+      return Buffer.from(chunk, encoding).toString('utf8');
+    }
+    return chunk;
+  }
+  const decKey = key === 'out' ? 'decOut' : 'decErr';
+  if (ctx[decKey] === null) ctx[decKey] = new StringDecoder('utf8');
+  return ctx[decKey].write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+}
+
+function patchStream(stream, key) {
+  const raw = rawWrite[key];
+  stream.write = function write(chunk, encoding, cb) {
+    const ctx = als.getStore();
+    if (ctx === undefined || ctx.done) return raw(chunk, encoding, cb);
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    const text = ctx[key] + chunkToString(ctx, key, chunk, encoding);
+    const nl = text.lastIndexOf('\n');
+    if (nl < 0) {
+      ctx[key] = text;
+      if (typeof cb === 'function') process.nextTick(cb);
+      return true;
+    }
+    ctx[key] = text.slice(nl + 1);
+    const body = text.slice(0, nl);
+    const tagged = ctx.tag + (ctx.tag ? body.split('\n').join('\n' + ctx.tag) : body) + '\n';
+    return raw(tagged, cb);
+  };
+}
+
+patchStream(process.stdout, 'out');
+patchStream(process.stderr, 'err');
+
+// Flushes partial lines and writes the sentinel on both streams. After this,
+// anything the activation's leftover async work prints goes out untagged.
+function endLogContext(ctx) {
+  if (ctx.done) return;
+  ctx.done = true;
+  for (const key of ['out', 'err']) {
+    const dec = key === 'out' ? ctx.decOut : ctx.decErr;
+    let rest = ctx[key] + (dec !== null ? dec.end() : '');
+    ctx[key] = '';
+    let text = '';
+    if (rest !== '') {
+      if (ctx.tag) rest = rest.split('\n').join('\n' + ctx.tag);
+      text = ctx.tag + rest + '\n';
+    }
+    rawWrite[key](text + ctx.tag + SENTINEL + '\n');
+  }
+}
+
+// Writes a line to stderr inside the given context (tagged).
+function logError(ctx, text) {
+  als.run(ctx, () => process.stderr.write(text + '\n'));
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+function safeString(v) {
+  try {
+    return String(v);
+  } catch (_) {
+    try {
+      return Object.prototype.toString.call(v);
+    } catch (_e) {
+      return 'unknown error';
+    }
+  }
+}
+
+function errorText(e) {
+  if (e instanceof Error) return safeString(e.stack || e);
+  return safeString(e);
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+function isIdentifier(name) {
+  try {
+    // eslint-disable-next-line no-new-func
+    new Function('return typeof ' + name + ';');
+    return /^[\p{L}\p{Nl}$_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}$_\u200c\u200d]*$/u.test(name);
+  } catch (_) {
+    return false;
+  }
+}
+
+// Serializes a rejection value the way it appears under "error" in the result.
+function serializeRejection(e) {
+  if (!e) return {};
+  if (e instanceof Error) return safeString(e.message);
+  return e;
+}
+
+function send(res, status, obj) {
+  let body;
+  try {
+    body = JSON.stringify(obj);
+  } catch (e) {
+    status = 502;
+    body = JSON.stringify({ error: 'The action did not return a valid JSON result: ' + safeString(e && e.message) });
+  }
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+// Minimal zip extraction (stored and deflated entries), used only when /init
+// receives a base64 zip instead of an unpacked codeDir.
+function unzip(buf, dest) {
+  let eocd = -1;
+  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65557); i--) {
+    if (buf.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) throw new Error('the code is not a valid zip archive');
+  const count = buf.readUInt16LE(eocd + 10);
+  let p = buf.readUInt32LE(eocd + 16);
+  const root = path.resolve(dest);
+  for (let n = 0; n < count; n++) {
+    if (p + 46 > buf.length || buf.readUInt32LE(p) !== 0x02014b50) throw new Error('the zip archive is corrupt');
+    const method = buf.readUInt16LE(p + 10);
+    const csize = buf.readUInt32LE(p + 20);
+    const nameLen = buf.readUInt16LE(p + 28);
+    const extraLen = buf.readUInt16LE(p + 30);
+    const commentLen = buf.readUInt16LE(p + 32);
+    const mode = buf.readUInt32LE(p + 38) >>> 16;
+    const local = buf.readUInt32LE(p + 42);
+    const name = buf.toString('utf8', p + 46, p + 46 + nameLen);
+    p += 46 + nameLen + extraLen + commentLen;
+    const target = path.resolve(root, name);
+    if (target !== root && !target.startsWith(root + path.sep)) throw new Error('zip entry escapes the archive: ' + name);
+    if (name.endsWith('/')) {
+      fs.mkdirSync(target, { recursive: true });
+      continue;
+    }
+    if (buf.readUInt32LE(local) !== 0x04034b50) throw new Error('the zip archive is corrupt');
+    const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const data = buf.subarray(start, start + csize);
+    let content;
+    if (method === 0) content = data;
+    else if (method === 8) content = zlib.inflateRawSync(data);
+    else throw new Error('unsupported zip compression method ' + method + ' for ' + name);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.writeFileSync(target, content);
+    if (mode & 0o111) fs.chmodSync(target, mode & 0o777);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Action state
+// ---------------------------------------------------------------------------
+
+let initialized = false;
+let initializing = false;
+let mainFn = null;
+let running = 0;
+let allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
+
+class InitError extends Error {}
+
+function loadPlainCode(code, mainName) {
+  // The module lives (virtually) in the working directory so that relative
+  // requires and node_modules lookups behave like a file there.
+  const filename = path.join(process.cwd(), '__brisk_action__.js');
+  const mod = new Module(filename, null);
+  mod.filename = filename;
+  mod.paths = Module._nodeModulePaths(path.dirname(filename));
+  // A top-level `function main` is local to the module wrapper; a trailer hands
+  // it back to us through a temporary global.
+  const key = '__brisk_capture_' + process.pid + '_' + Date.now();
+  let local;
+  globalThis[key] = (f) => {
+    local = f;
+  };
+  const trailer = isIdentifier(mainName)
+    ? `\n;globalThis[${JSON.stringify(key)}](typeof ${mainName} === 'function' ? ${mainName} : undefined);\n`
+    : '\n';
+  try {
+    mod._compile(code + trailer, filename);
+  } finally {
+    delete globalThis[key];
+  }
+  const exported = mod.exports != null ? mod.exports[mainName] : undefined;
+  if (typeof exported === 'function') return exported;
+  return local;
+}
+
+async function loadCodeDir(dir, mainName) {
+  let stat;
+  try {
+    stat = fs.statSync(dir);
+  } catch (_) {
+    throw new InitError('the code directory ' + dir + ' does not exist');
+  }
+  if (!stat.isDirectory()) throw new InitError('the code directory ' + dir + ' is not a directory');
+  let entry = 'index.js';
+  const pkgPath = path.join(dir, 'package.json');
+  let hasPkg = false;
+  if (fs.existsSync(pkgPath)) {
+    hasPkg = true;
+    let pkg;
+    try {
+      pkg = JSON.parse(fs.readFileSync(pkgPath, 'utf8'));
+    } catch (e) {
+      throw new InitError('package.json is not valid JSON: ' + safeString(e.message));
+    }
+    if (pkg && typeof pkg.main === 'string' && pkg.main !== '') entry = pkg.main;
+  } else if (!fs.existsSync(path.join(dir, 'index.js'))) {
+    throw new InitError('Zipped actions must contain either package.json or index.js at the root.');
+  }
+  const file = path.resolve(dir, entry);
+  process.chdir(dir);
+  let exported;
+  try {
+    exported = require(file);
+  } catch (e) {
+    if (e && e.code === 'ERR_REQUIRE_ESM') {
+      const ns = await import(pathToFileURL(require.resolve(file)).href);
+      exported = typeof ns[mainName] === 'function' ? ns : ns.default;
+    } else if (e && e.code === 'MODULE_NOT_FOUND' && hasPkg && String(e.message).includes(file)) {
+      throw new InitError('the file named by package.json "main" (' + entry + ') was not found: ' + safeString(e.message));
+    } else {
+      throw e;
+    }
+  }
+  return exported != null ? exported[mainName] : undefined;
+}
+
+async function handleInit(req, res, msg) {
+  if (initialized || initializing) {
+    return send(res, 403, { error: 'Cannot initialize the action more than once.' });
+  }
+  const value = msg && typeof msg === 'object' && msg.value && typeof msg.value === 'object' ? msg.value : {};
+  const mainName = typeof value.main === 'string' && value.main !== '' ? value.main : null;
+  const code = typeof value.code === 'string' && value.code !== '' ? value.code : null;
+  const codeDir = typeof value.codeDir === 'string' && value.codeDir !== '' ? value.codeDir : null;
+  if (mainName === null || (code === null && codeDir === null)) {
+    return send(res, 403, { error: 'Missing main/no code to execute.' });
+  }
+  initializing = true;
+
+  const env = value.env && typeof value.env === 'object' ? value.env : {};
+  for (const k of Object.keys(env)) {
+    const v = env[k];
+    process.env[k] = v === null || v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v);
+  }
+  const ctx = newLogContext(typeof env.__OW_ACTIVATION_ID === 'string' ? env.__OW_ACTIVATION_ID : '');
+
+  let fn;
+  try {
+    fn = await als.run(ctx, async () => {
+      if (codeDir !== null) return loadCodeDir(codeDir, mainName);
+      if (value.binary === true) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brisk-action-'));
+        unzip(Buffer.from(code, 'base64'), dir);
+        return loadCodeDir(dir, mainName);
+      }
+      return loadPlainCode(code, mainName);
+    });
+    if (typeof fn !== 'function') {
+      throw new InitError(`the action code does not define a function named '${mainName}' (entry point not found)`);
+    }
+  } catch (e) {
+    initializing = false;
+    const reason = e instanceof InitError ? e.message : e instanceof Error ? safeString(e.name + ': ' + e.message) : safeString(e);
+    if (!(e instanceof InitError)) logError(ctx, errorText(e));
+    logError(ctx, 'Initialization has failed due to: ' + reason);
+    endLogContext(ctx);
+    return send(res, 502, { error: 'Initialization has failed due to: ' + reason });
+  }
+  // Successful init: top-level output so far stays tagged with the first
+  // activation, whose run ends with the sentinel.
+  endLogContextPartial(ctx);
+  mainFn = fn;
+  allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
+  initialized = true;
+  initializing = false;
+  return send(res, 200, { ok: true });
+}
+
+// Flushes partial lines of a successful init without writing sentinels.
+function endLogContextPartial(ctx) {
+  for (const key of ['out', 'err']) {
+    if (ctx[key] !== '') {
+      rawWrite[key](ctx.tag + (ctx.tag ? ctx[key].split('\n').join('\n' + ctx.tag) : ctx[key]) + '\n');
+      ctx[key] = '';
+    }
+  }
+  ctx.done = true;
+}
+
+async function handleRun(req, res, msg) {
+  if (!initialized) return send(res, 403, { error: 'System not initialized.' });
+  if (running > 0 && !allowConcurrent) {
+    return send(res, 403, { error: 'System not ready, status is running.' });
+  }
+  if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) msg = {};
+  running++;
+
+  for (const k of Object.keys(msg)) {
+    if (k !== 'value' && typeof msg[k] === 'string') process.env['__OW_' + k.toUpperCase()] = msg[k];
+  }
+  const args = msg.value === undefined || msg.value === null ? {} : msg.value;
+  const ctx = newLogContext(typeof msg.activation_id === 'string' ? msg.activation_id : '');
+
+  let status = 200;
+  let payload;
+  let result;
+  let threw = false;
+  try {
+    result = als.run(ctx, mainFn, args);
+  } catch (e) {
+    threw = true;
+    status = 502;
+    payload = { error: 'An error has occurred: ' + safeString(e) };
+  }
+  if (!threw) {
+    let rejected = false;
+    if (isThenable(result)) {
+      try {
+        result = await result;
+      } catch (e) {
+        rejected = true;
+        payload = { error: serializeRejection(e) };
+      }
+    }
+    if (!rejected) {
+      if (result === undefined) result = {};
+      payload = result;
+    }
+  }
+
+  let body;
+  if (status === 200) {
+    try {
+      body = JSON.stringify(payload);
+    } catch (e) {
+      status = 502;
+      payload = { error: 'The action did not return a valid JSON result: ' + safeString(e && e.message) };
+    }
+    if (status === 200 && (typeof body !== 'string' || (body[0] !== '{' && body[0] !== '['))) {
+      status = 502;
+      payload = { error: NOT_A_DICTIONARY };
+    }
+  }
+  if (status !== 200) body = JSON.stringify(payload);
+
+  endLogContext(ctx);
+  running--;
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP server
+// ---------------------------------------------------------------------------
+
+function readBody(req, cb) {
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => {
+    chunks.push(c);
+    size += c.length;
+  });
+  req.on('end', () => {
+    const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    cb(buf);
+  });
+}
+
+function onRequest(req, res) {
+  const url = req.url;
+  const route = url === '/init' || url === '/run' ? url : null;
+  if (req.method !== 'POST' || route === null) {
+    req.resume();
+    req.on('end', () => send(res, 404, { error: 'Not found.' }));
+    return;
+  }
+  readBody(req, (buf) => {
+    let msg;
+    try {
+      msg = buf.length === 0 ? {} : JSON.parse(buf.toString('utf8'));
+    } catch (e) {
+      send(res, 400, { error: 'The request body is not valid JSON: ' + safeString(e.message) });
+      return;
+    }
+    const handler = route === '/init' ? handleInit : handleRun;
+    handler(req, res, msg).catch((e) => {
+      // Only reached on a bug in the proxy itself.
+      rawWrite.err('brisk proxy: internal error: ' + errorText(e) + '\n');
+      if (!res.headersSent) send(res, 500, { error: 'Internal proxy error: ' + safeString(e && e.message) });
+    });
+  });
+}
+
+const server = http.createServer(
+  { requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 24 * 3600 * 1000 },
+  onRequest,
+);
+server.keepAliveTimeout = 24 * 3600 * 1000;
+server.timeout = 0;
+server.on('connection', (s) => s.setNoDelay(true));
+server.on('clientError', (err, socket) => {
+  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  else socket.destroy();
+});
+
+const socketPath = process.env.BRISK_SOCKET;
+if (socketPath) {
+  try {
+    fs.unlinkSync(socketPath);
+  } catch (_) {
+    // no stale socket
+  }
+  server.listen(socketPath);
+} else {
+  const port = parseInt(process.env.BRISK_PORT || '8080', 10);
+  server.listen(port, '127.0.0.1');
+}

@@ -1,0 +1,1 @@
+//! The invoker: runs activations in containers from a pool.
