@@ -92,20 +92,28 @@ patchStream(process.stderr, 'err');
 
 // Flushes partial lines and writes the sentinel on both streams. After this,
 // anything the activation's leftover async work prints goes out untagged.
+// Resolves once both writes have reached the pipes: Node writes to pipes
+// asynchronously when they are full, and the sentinels must precede the
+// HTTP response. (When the pipes have room, the writes complete at once.)
 function endLogContext(ctx) {
-  if (ctx.done) return;
   ctx.done = true;
-  for (const key of ['out', 'err']) {
-    const dec = key === 'out' ? ctx.decOut : ctx.decErr;
-    let rest = ctx[key] + (dec !== null ? dec.end() : '');
-    ctx[key] = '';
-    let text = '';
-    if (rest !== '') {
-      if (ctx.tag) rest = rest.split('\n').join('\n' + ctx.tag);
-      text = ctx.tag + rest + '\n';
+  return new Promise((resolve) => {
+    let pending = 2;
+    const written = () => {
+      if (--pending === 0) resolve();
+    };
+    for (const key of ['out', 'err']) {
+      const dec = key === 'out' ? ctx.decOut : ctx.decErr;
+      let rest = ctx[key] + (dec !== null ? dec.end() : '');
+      ctx[key] = '';
+      let text = '';
+      if (rest !== '') {
+        if (ctx.tag) rest = rest.split('\n').join('\n' + ctx.tag);
+        text = ctx.tag + rest + '\n';
+      }
+      rawWrite[key](text + ctx.tag + SENTINEL + '\n', written);
     }
-    rawWrite[key](text + ctx.tag + SENTINEL + '\n');
-  }
+  });
 }
 
 // Writes a line to stderr inside the given context (tagged).
@@ -333,7 +341,7 @@ async function handleInit(req, res, msg) {
     const reason = e instanceof InitError ? e.message : e instanceof Error ? safeString(e.name + ': ' + e.message) : safeString(e);
     if (!(e instanceof InitError)) logError(ctx, errorText(e));
     logError(ctx, 'Initialization has failed due to: ' + reason);
-    endLogContext(ctx);
+    await endLogContext(ctx);
     return send(res, 502, { error: 'Initialization has failed due to: ' + reason });
   }
   // Successful init: top-level output so far stays tagged with the first
@@ -413,7 +421,7 @@ async function handleRun(req, res, msg) {
   }
   if (status !== 200) body = JSON.stringify(payload);
 
-  endLogContext(ctx);
+  await endLogContext(ctx);
   running--;
   res.writeHead(status, {
     'Content-Type': 'application/json',

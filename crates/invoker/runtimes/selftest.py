@@ -1,0 +1,850 @@
+#!/usr/bin/python3
+"""Black-box self-test for the Brisk runtime proxies (developer aid).
+
+Starts each proxy on a temporary Unix socket with pipes for stdout/stderr and
+drives /init and /run over HTTP, checking the behaviours listed in
+runtime-conformance.md and docs/runtime-protocol.md, then measures warm /run
+latency for a noop action over one keep-alive connection.
+
+    /usr/bin/python3 crates/invoker/runtimes/selftest.py [node|python|native ...] [--bench N]
+
+Standard library only. Exit status 0 when every check passed.
+"""
+
+import base64
+import http.client
+import io
+import json
+import os
+import select
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE = os.environ.get("NODE", "/usr/bin/node")
+PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+NOT_DICT = "The action did not return a dictionary or array."
+SNOWMEN = "❄ ☃ ❄"
+
+RESULTS = {"pass": 0, "fail": 0}
+FAILURES = []
+
+
+def check(name, cond, detail=""):
+    if cond:
+        RESULTS["pass"] += 1
+        print("  ok    %s" % name)
+    else:
+        RESULTS["fail"] += 1
+        FAILURES.append(name)
+        print("  FAIL  %s %s" % (name, detail))
+    return cond
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+class Proxy:
+    """One proxy process; collects its stdout/stderr lines."""
+
+    def __init__(self, argv, env=None):
+        self.dir = tempfile.mkdtemp(prefix="brisk-selftest-")
+        self.sock = os.path.join(self.dir, "proxy.sock")
+        full_env = dict(os.environ)
+        full_env.pop("__OW_ALLOW_CONCURRENT", None)
+        # TMPDIR keeps the proxies' private code directories inside self.dir.
+        full_env.update({"BRISK_SOCKET": self.sock, "__OW_API_HOST": "https://brisk.test", "TMPDIR": self.dir})
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=self.dir)
+        self.lock = threading.Lock()
+        self.raw = {"stdout": b"", "stderr": b""}
+        self.lines = {"stdout": [], "stderr": []}
+        self.fds = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
+        for fd in self.fds:
+            os.set_blocking(fd, False)
+        self.stop = False
+        self.paused = False
+        self.reader = threading.Thread(target=self._pump, daemon=True)
+        self.reader.start()
+        deadline = time.time() + 10
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.sock)
+                s.close()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.close()
+                    raise RuntimeError("proxy did not start: %s" % " ".join(argv))
+                time.sleep(0.001)
+        self.conn = UnixHTTPConnection(self.sock)
+
+    def _pump(self):
+        while not self.stop:
+            if self.paused:
+                time.sleep(0.01)
+                continue
+            try:
+                select.select(list(self.fds), [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            self.drain()
+
+    def drain(self):
+        """Moves whatever is in the pipes into self.lines (call after a response)."""
+        with self.lock:
+            for fd, name in self.fds.items():
+                while True:
+                    try:
+                        chunk = os.read(fd, 1 << 20)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    data = self.raw[name] + chunk
+                    parts = data.split(b"\n")
+                    self.raw[name] = parts.pop()
+                    self.lines[name].extend(p.decode("utf-8", errors="replace") for p in parts)
+
+    def post(self, path, body, conn=None):
+        conn = conn or self.conn
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        self.drain()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw
+
+    def init(self, value, activation_id=None):
+        if activation_id:
+            value = dict(value)
+            env = dict(value.get("env") or {})
+            env["__OW_ACTIVATION_ID"] = activation_id
+            value["env"] = env
+        return self.post("/init", {"value": value})
+
+    def run(self, value, activation_id=None, conn=None, **extra):
+        body = {
+            "value": value,
+            "namespace": "guest",
+            "action_name": "/guest/test",
+            "action_version": "0.0.1",
+            "activation_id": activation_id or new_id(),
+            "transaction_id": "tid-1",
+            "deadline": str(int(time.time() * 1000) + 60000),
+        }
+        body.update(extra)
+        return self.post("/run", body, conn=conn)
+
+    def logs(self, activation_id, stream):
+        """Lines tagged with the id (tag stripped), sentinel excluded, and whether it was seen."""
+        tag = "\x01%s\x02" % activation_id
+        with self.lock:
+            tagged = [line[len(tag):] for line in self.lines[stream] if line.startswith(tag)]
+        seen = SENTINEL in tagged
+        return [line for line in tagged if line != SENTINEL], seen
+
+    def untagged(self, stream):
+        with self.lock:
+            return [line for line in self.lines[stream] if not line.startswith("\x01")]
+
+    def close(self):
+        self.stop = True
+        try:
+            self.conn.close()
+        except (OSError, AttributeError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(timeout=2)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def expect_closed(fn):
+    """True if the call fails because the server closed the connection."""
+    try:
+        fn()
+    except (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionError, http.client.IncompleteRead):
+        return True
+    except OSError:
+        return True
+    return False
+
+
+def make_zip(files, modes=None):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = ((modes or {}).get(name, 0o644) & 0xFFFF) << 16
+            zf.writestr(info, content)
+    return buf.getvalue()
+
+
+UNPACKED = []
+
+
+def unpack(zip_bytes):
+    """Does what the invoker does: unzip into a fresh directory."""
+    d = tempfile.mkdtemp(prefix="brisk-selftest-code-")
+    UNPACKED.append(d)
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as zf:
+        zf.extractall(d)
+    return d
+
+
+def common_checks(kind, start, code):
+    """Checks shared by the Node and Python runtimes. `code` maps a case name
+    to (source, main name)."""
+
+    # /init with {} and with empty code; run before init.
+    p = start()
+    try:
+        st, body = p.post("/run", {"value": {}, "activation_id": new_id()})
+        check("%s: run before init -> 403 System not initialized." % kind, st == 403 and body == {"error": "System not initialized."}, (st, body))
+        st, body = p.post("/init", {})
+        check("%s: init {} -> 403 Missing main/no code to execute." % kind, st == 403 and body == {"error": "Missing main/no code to execute."}, (st, body))
+        st, body = p.init({"main": "main", "code": ""})
+        check("%s: init with empty code -> not 200" % kind, st != 200, (st, body))
+    finally:
+        p.close()
+
+    # Echo, second init, shapes, unicode, env, __OW_* vars, 1 MiB.
+    p = start()
+    try:
+        init_id = new_id()
+        src, main = code["echo"]
+        st, body = p.init({"name": "echo", "main": main, "code": src, "binary": False, "env": {"INIT_A": "a ❄", "INIT_EMPTY": ""}}, init_id)
+        check("%s: init echo -> 200 {ok:true}" % kind, st == 200 and body == {"ok": True}, (st, body))
+        st, body = p.init({"main": main, "code": src})
+        check("%s: second init -> 403 exact message" % kind, st == 403 and body == {"error": "Cannot initialize the action more than once."}, (st, body))
+        shapes = [{}, {"a": 1}, {"nested": {"deep": {"list": [1, 2, {"x": None}]}, "t": True}}, {"arr": [[], [1], ["a", 2.5]]}, {"u": SNOWMEN, "k" + SNOWMEN: "v"}, {"s": "quotes \" and \\ and \n newline"}]
+        ok = True
+        for shape in shapes:
+            st, body = p.run({"echo": shape})
+            if not (st == 200 and body == {"echo": shape}):
+                ok = False
+                print("     shape", shape, "->", st, body)
+        check("%s: echo of several shapes round-trips exactly (incl. unicode)" % kind, ok)
+        st, body = p.run([1, "two", {"three": 3}])
+        check("%s: array input and array result" % kind, st == 200 and body == [1, "two", {"three": 3}], (st, body))
+        big = "x" * (1 << 20)
+        st, body = p.run({"echo": {"big": big}})
+        check("%s: 1 MiB string argument echoed intact" % kind, st == 200 and body == {"echo": {"big": big}}, (st, str(body)[:200]))
+        aid = new_id()
+        st, body = p.run({"env": True}, aid, api_key="uuid:key")
+        env = body.get("env", {}) if isinstance(body, dict) else {}
+        check("%s: init env values become env vars (empty string kept)" % kind, env.get("INIT_A") == "a ❄" and env.get("INIT_EMPTY") == "", env)
+        want = {
+            "__OW_API_HOST": "https://brisk.test",
+            "__OW_API_KEY": "uuid:key",
+            "__OW_NAMESPACE": "guest",
+            "__OW_ACTION_NAME": "/guest/test",
+            "__OW_ACTION_VERSION": "0.0.1",
+            "__OW_ACTIVATION_ID": aid,
+            "__OW_TRANSACTION_ID": "tid-1",
+        }
+        check("%s: __OW_* vars visible during run" % kind, all(env.get(k) == v for k, v in want.items()) and env.get("__OW_DEADLINE", "").isdigit(), {k: env.get(k) for k in list(want) + ["__OW_DEADLINE"]})
+        # Logs: order, streams, tagging, unicode, partial line, sentinels before response.
+        aid = new_id()
+        st, body = p.run({"log": True}, aid)
+        out, out_s = p.logs(aid, "stdout")
+        err, err_s = p.logs(aid, "stderr")
+        check("%s: log run -> 200" % kind, st == 200, (st, body))
+        check("%s: stdout lines tagged, in order, unicode intact, partial line flushed" % kind, out == ["out 1", "out 2 " + SNOWMEN, "multi a", "multi b", "partial"], out)
+        check("%s: stderr lines tagged, in order" % kind, err == ["err 1", "err 2 " + SNOWMEN], err)
+        check("%s: both sentinels tagged and received before the response" % kind, out_s and err_s)
+        # More log output than a pipe holds: all of it, then the sentinels, before the response.
+        aid = new_id()
+        st, body = p.run({"bigLog": True}, aid)
+        out, out_s = p.logs(aid, "stdout")
+        check("%s: 1.2 MB of log lines all tagged, in order, sentinels before the response" % kind, st == 200 and out == ["line %d %s" % (i, "z" * 50) for i in range(20000)] and out_s and p.logs(aid, "stderr")[1], (st, len(out), out_s))
+        # A noop run also ends with both sentinels.
+        aid = new_id()
+        p.run({}, aid)
+        check("%s: sentinels on both streams after every run" % kind, p.logs(aid, "stdout")[1] and p.logs(aid, "stderr")[1])
+        # Init output is tagged with the activation that caused the init.
+        init_out, _ = p.logs(init_id, "stdout")
+        check("%s: top-level init output tagged with the init's activation id" % kind, init_out == ["loading " + SNOWMEN], init_out)
+        # Non-dictionary results.
+        for what in ("string", "number", "null"):
+            st, body = p.run({"return": what})
+            check("%s: %s result -> 502 '%s'" % (kind, what, NOT_DICT), st == 502 and body == {"error": NOT_DICT}, (st, body))
+        st, body = p.run({"return": "error"})
+        check("%s: {error: ...} result -> 200 with the object" % kind, st == 200 and body == {"error": "app failure"}, (st, body))
+        # Keep-alive survived all of this on one connection.
+        check("%s: all of the above on one keep-alive connection" % kind, p.conn.sock is not None)
+    finally:
+        p.close()
+
+    # Non-default entry point.
+    p = start()
+    try:
+        src, main = code["other_main"]
+        st, body = p.init({"main": main, "code": src})
+        st2, body2 = p.run({"n": 2})
+        check("%s: non-default entry point '%s'" % (kind, main), st == 200 and st2 == 200 and body2 == {"niam": 2}, (st, body, st2, body2))
+    finally:
+        p.close()
+
+    # Entry point missing.
+    p = start()
+    try:
+        src, _ = code["other_main"]
+        aid = new_id()
+        st, body = p.init({"main": "main", "code": src}, aid)
+        msg = body.get("error", "") if isinstance(body, dict) else ""
+        check("%s: missing entry function -> 502 naming it" % kind, st == 502 and "main" in msg and "Initialization has failed" in msg, (st, body))
+        check("%s: failed init writes tagged sentinels" % kind, p.logs(aid, "stdout")[1] and p.logs(aid, "stderr")[1])
+    finally:
+        p.close()
+
+    # Syntax error.
+    p = start()
+    try:
+        src, main = code["syntax_error"]
+        aid = new_id()
+        st, body = p.init({"main": main, "code": src}, aid)
+        msg = body.get("error", "") if isinstance(body, dict) else ""
+        err, _ = p.logs(aid, "stderr")
+        check("%s: syntax error -> 502 with the error text" % kind, st == 502 and "SyntaxError" in msg, (st, body))
+        check("%s: syntax error is logged to stderr (tagged)" % kind, any("SyntaxError" in line for line in err), err)
+    finally:
+        p.close()
+
+    # Process dies during /run and during /init.
+    p = start()
+    try:
+        src, main = code["die"]
+        p.init({"main": main, "code": src})
+        closed = expect_closed(lambda: p.run({}))
+        check("%s: process dying during /run -> connection closed" % kind, closed)
+    finally:
+        p.close()
+    p = start()
+    try:
+        src, main = code["die_at_init"]
+        closed = expect_closed(lambda: p.init({"main": main, "code": src}))
+        check("%s: process dying during /init -> connection closed" % kind, closed)
+    finally:
+        p.close()
+
+
+def bench(kind, start, src, main, n):
+    p = start()
+    try:
+        p.init({"main": main, "code": src})
+        for _ in range(1000):
+            p.run({})
+        times = []
+        conn = p.conn
+        # The log pump thread would compete for the GIL on every sentinel;
+        # pause it and drain the pipes between requests instead.
+        p.paused = True
+        for i in range(n):
+            if i % 100 == 0:
+                p.drain()
+            body = {"value": {}, "activation_id": new_id(), "namespace": "guest", "action_name": "/guest/noop", "deadline": "0"}
+            data = json.dumps(body).encode()
+            t0 = time.perf_counter()
+            conn.request("POST", "/run", body=data, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            times.append(time.perf_counter() - t0)
+            if r.status != 200:
+                raise RuntimeError("bench run failed: %s" % r.status)
+        times.sort()
+        p50 = times[len(times) // 2] * 1e6
+        p99 = times[int(len(times) * 0.99)] * 1e6
+        print("  bench %s: warm noop /run over keep-alive Unix socket, n=%d: p50 %.0f us, p99 %.0f us" % (kind, n, p50, p99))
+        return p50
+    finally:
+        p.close()
+
+
+# ---------------------------------------------------------------------------
+# Node.js
+# ---------------------------------------------------------------------------
+
+NODE_ECHO = """
+console.log('loading ❄ ☃ ❄');
+function main(args) {
+  if (Array.isArray(args)) return args;
+  if (args.echo !== undefined) return {echo: args.echo};
+  if (args.env) return {env: process.env};
+  if (args.bigLog) {
+    for (let i = 0; i < 20000; i++) console.log('line ' + i + ' ' + 'z'.repeat(50));
+    return {n: 20000};
+  }
+  if (args.log) {
+    console.log('out 1');
+    console.error('err 1');
+    process.stdout.write('out 2 ❄ ☃ ❄\\nmulti a\\nmulti b\\n');
+    process.stderr.write(Buffer.from('err 2 ❄ ☃ ❄\\n'));
+    process.stdout.write('partial');
+    return {};
+  }
+  if (args.return === 'string') return 'a string';
+  if (args.return === 'number') return 42;
+  if (args.return === 'null') return null;
+  if (args.return === 'error') return {error: 'app failure'};
+  return {};
+}
+"""
+
+NODE_CODE = {
+    "echo": (NODE_ECHO, "main"),
+    "other_main": ("function niam(args) { return {niam: args.n}; }", "niam"),
+    "syntax_error": ("function main(args) { return {;", "main"),
+    "die": ("function main() { process.exit(1); }", "main"),
+    "die_at_init": ("process.exit(3);\nfunction main() { return {}; }", "main"),
+}
+
+
+def node_start(env=None):
+    return lambda: Proxy([NODE, os.path.join(HERE, "node", "proxy.js")], env)
+
+
+def node_checks(n_bench):
+    print("== node")
+    start = node_start()
+    common_checks("node", start, NODE_CODE)
+
+    def one(src, args=None, main="main", init_extra=None):
+        p = start()
+        try:
+            value = {"main": main, "code": src}
+            value.update(init_extra or {})
+            st, body = p.init(value)
+            if st != 200:
+                return ("init", st, body)
+            return p.run(args or {})
+        finally:
+            p.close()
+
+    check("node: exports.main", one("exports.main = a => ({v: 1});") == (200, {"v": 1}))
+    check("node: module.exports.main", one("module.exports.main = function (a) { return {v: 2}; };") == (200, {"v": 2}))
+    check("node: module.exports = {main}", one("function m() { return {v: 3}; }\nmodule.exports = {main: m};") == (200, {"v": 3}))
+    check("node: resolved promise", one("function main() { return new Promise(r => setTimeout(() => r({v: 4}), 5)); }") == (200, {"v": 4}))
+    check("node: async function", one("async function main(a) { await new Promise(r => setTimeout(r, 5)); return {v: a.x}; }", {"x": 5}) == (200, {"v": 5}))
+    r = one("function main() { return Promise.reject(new Error('nope ❄')); }")
+    check("node: rejected promise with Error -> 200 {error: message}", r == (200, {"error": "nope ❄"}), r)
+    r = one("function main() { return Promise.reject({reason: 'r'}); }")
+    check("node: rejected promise with object -> 200 {error: object}", r == (200, {"error": {"reason": "r"}}), r)
+    r = one("async function main() { throw new Error('async boom'); }")
+    check("node: async function throwing -> 200 {error: message}", r == (200, {"error": "async boom"}), r)
+    r = one("function main() { throw new Error('boom'); }")
+    check("node: thrown exception -> 502 An error has occurred: Error: boom", r == (502, {"error": "An error has occurred: Error: boom"}), r)
+    r = one("function main() { return Promise.resolve('str'); }")
+    check("node: promise resolving to a string -> 502 not a dictionary", r == (502, {"error": NOT_DICT}), r)
+    r = one("function main() { return; }")
+    check("node: undefined result -> {} (OpenWhisk behaviour)", r == (200, {}), r)
+    r = one("const path = require('path'); const fs = require('fs');\nfunction main() { return {sep: path.sep, fs: typeof fs.readFileSync}; }")
+    check("node: require of built-in modules in plain code", r == (200, {"sep": "/", "fs": "function"}), r)
+    r = one("function main() { return {snow: '❄ ☃ ❄'}; }")
+    check("node: unicode in code and result", r == (200, {"snow": SNOWMEN}), r)
+
+    # Zip actions (the invoker unpacks them; we pass codeDir).
+    def zip_case(files, args=None, main="main", raw_code=None):
+        p = start()
+        try:
+            if raw_code is not None:
+                st, body = p.init({"main": main, "code": raw_code, "binary": True})
+            else:
+                st, body = p.init({"main": main, "codeDir": unpack(make_zip(files)), "binary": True})
+            if st != 200:
+                return ("init", st, body)
+            return p.run(args or {})
+        finally:
+            p.close()
+
+    r = zip_case({"index.js": "exports.main = () => ({from: 'index', cwd: process.cwd()});"})
+    check("node: zip without package.json uses index.js; cwd is the unzipped folder", r[0] == 200 and r[1]["from"] == "index" and r[1]["cwd"].startswith(tempfile.gettempdir()) and "brisk-selftest-code-" in r[1]["cwd"], r)
+    r = zip_case({
+        "package.json": json.dumps({"name": "x", "main": "lib/nested/app.js"}),
+        "lib/nested/app.js": "const pad = require('leftpad'); const h = require('../helper');\nexports.main = (a) => ({v: pad(h.word(), 6), file: require('fs').readFileSync('data.txt', 'utf8')});",
+        "lib/helper.js": "exports.word = () => 'hi';",
+        "node_modules/leftpad/index.js": "module.exports = (s, n) => ' '.repeat(n - s.length) + s;",
+        "node_modules/leftpad/package.json": json.dumps({"name": "leftpad", "main": "index.js"}),
+        "data.txt": "relative ❄",
+    })
+    check("node: zip with package.json main (nested file), bundled node_modules, relative read", r == (200, {"v": "    hi", "file": "relative ❄"}), r)
+    r = zip_case({"other.js": "exports.main = () => ({});"})
+    check("node: zip without package.json or index.js -> 502 clear message", r[0] == "init" and r[1] == 502 and "index.js" in r[2]["error"], r)
+    r = zip_case({"package.json": "{not json", "index.js": ""})
+    check("node: zip with broken package.json -> 502", r[0] == "init" and r[1] == 502 and "package.json" in r[2]["error"], r)
+    r = zip_case({"index.js": "exports.handler = () => ({h: 1});"}, main="handler")
+    check("node: zip with non-default entry point", r == (200, {"h": 1}), r)
+    r = zip_case({}, raw_code=base64.b64encode(b"this is not a zip").decode())
+    check("node: invalid zip (binary code without codeDir) -> 502 clear message", r[0] == "init" and r[1] == 502 and "zip" in r[2]["error"], r)
+    r = zip_case({}, raw_code=base64.b64encode(make_zip({"index.js": "exports.main = () => ({b64: true});"})).decode())
+    check("node: base64 zip code without codeDir is unpacked by the proxy", r == (200, {"b64": True}), r)
+    p = start()
+    try:
+        st, body = p.init({"main": "main", "codeDir": "/nonexistent/brisk/dir", "binary": True})
+        check("node: codeDir that does not exist -> 502", st == 502 and "does not exist" in body["error"], (st, body))
+    finally:
+        p.close()
+
+    # Concurrency.
+    conc_src = """
+function main(a) {
+  console.log('start ' + a.i);
+  process.stdout.write('half ' + a.i);
+  return new Promise(resolve => setTimeout(() => {
+    process.stdout.write(' done\\n');
+    console.error('err ' + a.i);
+    setTimeout(() => { console.log('end ' + a.i); resolve({i: a.i, id: process.env.__OW_ACTIVATION_ID ? true : false}); }, 10 + (a.i % 3) * 5);
+  }, 20 - a.i));
+}
+"""
+    p = Proxy([NODE, os.path.join(HERE, "node", "proxy.js")], {"__OW_ALLOW_CONCURRENT": "true"})
+    try:
+        p.init({"main": "main", "code": conc_src})
+        ids = [new_id() for _ in range(10)]
+        results = {}
+
+        def worker(i):
+            c = UnixHTTPConnection(p.sock)
+            results[i] = p.run({"i": i}, ids[i], conn=c)
+            c.close()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - t0
+        check("node: 10 overlapping runs with __OW_ALLOW_CONCURRENT=true all succeed", all(results[i] == (200, {"i": i, "id": True}) for i in range(10)), results)
+        check("node: overlapping runs really overlapped (%.0f ms total)" % (elapsed * 1000), elapsed < 0.29)
+        ok = True
+        for i in range(10):
+            out, s1 = p.logs(ids[i], "stdout")
+            err, s2 = p.logs(ids[i], "stderr")
+            if out != ["start %d" % i, "half %d done" % i, "end %d" % i] or err != ["err %d" % i] or not (s1 and s2):
+                ok = False
+                print("     activation", i, out, err, s1, s2)
+        check("node: each concurrent run's logs tagged with its own activation (partial lines per activation)", ok)
+    finally:
+        p.close()
+
+    p = start()
+    try:
+        p.init({"main": "main", "code": "function main() { return new Promise(r => setTimeout(() => r({}), 300)); }"})
+        res = {}
+
+        def slow():
+            c = UnixHTTPConnection(p.sock)
+            res["slow"] = p.run({}, conn=c)
+            c.close()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.1)
+        c = UnixHTTPConnection(p.sock)
+        st, body = p.run({}, conn=c)
+        c.close()
+        t.join()
+        check("node: overlapping run without __OW_ALLOW_CONCURRENT -> 403 System not ready", st == 403 and body == {"error": "System not ready, status is running."}, (st, body))
+        check("node: the first run still completes", res.get("slow") == (200, {}), res)
+    finally:
+        p.close()
+
+    # Routes.
+    p = start()
+    try:
+        p.conn.request("GET", "/run")
+        r = p.conn.getresponse()
+        body = r.read()
+        check("node: GET /run and unknown routes -> 404 JSON", r.status == 404 and "error" in json.loads(body))
+        st, body = p.post("/nope", {})
+        check("node: POST /nope -> 404", st == 404)
+    finally:
+        p.close()
+
+    return bench("node", start, "function main() { return {}; }", "main", n_bench)
+
+
+# ---------------------------------------------------------------------------
+# Python
+# ---------------------------------------------------------------------------
+
+PY_ECHO = """
+import os, sys
+print('loading ❄ ☃ ❄')
+def main(args):
+    if isinstance(args, list):
+        return args
+    if 'echo' in args:
+        return {'echo': args['echo']}
+    if args.get('env'):
+        return {'env': dict(os.environ)}
+    if args.get('bigLog'):
+        for i in range(20000):
+            print('line %d %s' % (i, 'z' * 50))
+        return {'n': 20000}
+    if args.get('log'):
+        print('out 1')
+        print('err 1', file=sys.stderr)
+        sys.stdout.write('out 2 ❄ ☃ ❄\\nmulti a\\nmulti b\\n')
+        sys.stderr.write('err 2 ❄ ☃ ❄\\n')
+        sys.stdout.write('partial')
+        return {}
+    r = args.get('return')
+    if r == 'string': return 'a string'
+    if r == 'number': return 42
+    if r == 'null': return None
+    if r == 'error': return {'error': 'app failure'}
+    return {}
+"""
+
+PY_CODE = {
+    "echo": (PY_ECHO, "main"),
+    "other_main": ("def niam(args):\n    return {'niam': args['n']}\n", "niam"),
+    "syntax_error": ("def main(args)\n    return {}\n", "main"),
+    "die": ("import os\ndef main(args):\n    os._exit(1)\n", "main"),
+    "die_at_init": ("import os\nos._exit(3)\ndef main(args):\n    return {}\n", "main"),
+}
+
+
+def python_start():
+    return lambda: Proxy([PYTHON, os.path.join(HERE, "python", "proxy.py")])
+
+
+def python_checks(n_bench):
+    print("== python")
+    start = python_start()
+    common_checks("python", start, PY_CODE)
+
+    def one(src, args=None, main="main", value=None):
+        p = start()
+        try:
+            v = value or {"main": main, "code": src}
+            st, body = p.init(v)
+            if st != 200:
+                return ("init", st, body, p.lines["stderr"][:])
+            aid = new_id()
+            st, body = p.run(args if args is not None else {}, aid)
+            return st, body, p.logs(aid, "stderr")[0]
+        finally:
+            p.close()
+
+    r = one("def main(args):\n    raise ValueError('bad ❄')\n")
+    check("python: exception -> 200 {error: str(e)}", r[:2] == (200, {"error": "bad ❄"}), r)
+    check("python: exception traceback logged to stderr (tagged)", any("Traceback" in l for l in r[2]) and any("ValueError: bad ❄" in l for l in r[2]), r[2])
+    r = one("def main(args):\n    return [1, {'a': args}]\n", ["x", 2])
+    check("python: array input and array result", r[:2] == (200, [1, {"a": ["x", 2]}]), r)
+    r = one("import datetime\ndef main(args):\n    return {'t': datetime.datetime.now()}\n")
+    check("python: unserializable result -> 502", r[0] == 502, r)
+    r = one("from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\ndef main(args):\n    return {'x': P(3).x}\n")
+    check("python: dataclasses in plain code (module registered)", r[:2] == (200, {"x": 3}), r)
+    r = one("if __name__ == '__main__':\n    raise SystemExit('should not run')\ndef main(args):\n    return {'name': __name__}\n")
+    check("python: plain code's `if __name__ == '__main__'` block does not run at init", r[:2] == (200, {"name": "main__"}), r)
+    r = one("async def main(args):\n    return {'async': True}\n")
+    check("python: async def main", r[:2] == (200, {"async": True}), r)
+    r = one("def main(args):\n    print('x' * 10, end='')\n    return {'ok': 1}\n")
+    check("python: print without newline", r[:2] == (200, {"ok": 1}), r)
+
+    def zip_case(files, args=None, main="main"):
+        d = unpack(make_zip(files))
+        return one(None, args, main, {"main": main, "codeDir": d, "binary": True})
+
+    r = zip_case({
+        "__main__.py": "import helper, os\ndef main(args):\n    return {'v': helper.f(), 'data': open('data.txt', encoding='utf-8').read(), 'cwd': os.getcwd()}\n",
+        "helper.py": "def f():\n    return 'helped'\n",
+        "data.txt": "relative ❄",
+    })
+    check("python: zip with __main__.py, sibling module import, relative file read, cwd", r[0] == 200 and r[1]["v"] == "helped" and r[1]["data"] == "relative ❄" and "brisk-selftest-code-" in r[1]["cwd"], r)
+    r = zip_case({"__main__.py": "def handler(args):\n    return {'h': args.get('x')}\n"}, {"x": 7}, main="handler")
+    check("python: zip with non-default entry point", r[:2] == (200, {"h": 7}), r)
+    r = zip_case({"main.py": "def main(args):\n    return {}\n"})
+    check("python: zip without __main__.py -> 502 naming __main__.py", r[0] == "init" and r[1] == 502 and "__main__.py" in r[2]["error"], r)
+    r = zip_case({"__main__.py": "def main(args)\n    return {}\n"})
+    check("python: zip with a compile error -> 502, SyntaxError logged", r[0] == "init" and r[1] == 502 and "SyntaxError" in r[2]["error"] and any("SyntaxError" in l for l in r[3]), r)
+    r = zip_case({
+        "__main__.py": "import fakepkg\ndef main(args):\n    return {'pkg': fakepkg.VALUE, 'path': fakepkg.__file__}\n",
+        "virtualenv/bin/activate_this.py": "",
+        "virtualenv/lib/python3.11/site-packages/fakepkg/__init__.py": "VALUE = 'from venv ❄'\n",
+    })
+    check("python: zipped virtualenv/ site-packages put on sys.path", r[:1] == (200,) and r[1]["pkg"] == "from venv ❄" and "virtualenv" in r[1]["path"], r)
+    r = one(None, {}, "main", {"main": "main", "code": base64.b64encode(make_zip({"__main__.py": "def main(a):\n    return {'b64': True}\n"})).decode(), "binary": True})
+    check("python: base64 zip code without codeDir is unpacked by the proxy", r[:2] == (200, {"b64": True}), r)
+    r = one(None, {}, "main", {"main": "main", "code": base64.b64encode(b"not a zip").decode(), "binary": True})
+    check("python: invalid zip -> 502 clear message", r[0] == "init" and r[1] == 502 and "zip" in r[2]["error"], r)
+
+    # Runs are serialized: overlapping requests wait their turn.
+    p = start()
+    try:
+        p.init({"main": "main", "code": "import time\nactive = [0]\nmax_active = [0]\ndef main(a):\n    active[0] += 1\n    max_active[0] = max(max_active[0], active[0])\n    time.sleep(0.05)\n    active[0] -= 1\n    return {'max': max_active[0]}\n"})
+        res = {}
+
+        def worker(i):
+            c = UnixHTTPConnection(p.sock)
+            res[i] = p.run({}, conn=c)
+            c.close()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - t0
+        check("python: overlapping runs are serialized and all succeed", all(res[i] == (200, {"max": 1}) for i in range(4)) and elapsed >= 0.19, (res, elapsed))
+    finally:
+        p.close()
+
+    return bench("python", start, "def main(args):\n    return {}\n", "main", n_bench)
+
+
+# ---------------------------------------------------------------------------
+# Native
+# ---------------------------------------------------------------------------
+
+
+def native_checks():
+    print("== native")
+    start = lambda: Proxy([PYTHON, os.path.join(HERE, "native", "proxy.py")])
+
+    p = start()
+    try:
+        st, body = p.post("/run", {"value": {}})
+        check("native: run before init -> 403 System not initialized.", (st, body) == (403, {"error": "System not initialized."}), (st, body))
+        st, body = p.post("/init", {})
+        check("native: init {} -> 403 Missing main/no code to execute.", (st, body) == (403, {"error": "Missing main/no code to execute."}), (st, body))
+    finally:
+        p.close()
+
+    script = r"""
+echo "log line 1"
+echo "err line ❄" >&2
+read -r LINE
+echo "stdin: $LINE"
+echo "cwd: $(pwd)"
+echo ""
+echo "{\"argv\": $1, \"ns\": \"$__OW_NAMESPACE\", \"aid\": \"$__OW_ACTIVATION_ID\", \"host\": \"$__OW_API_HOST\", \"init\": \"$INIT_X\"}"
+"""
+    p = start()
+    try:
+        st, body = p.init({"main": "main", "code": script, "env": {"INIT_X": "ix"}})
+        check("native: init shell script without #! -> 200", st == 200 and body == {"ok": True}, (st, body))
+        st, body = p.init({"main": "main", "code": script})
+        check("native: second init -> 403 exact message", (st, body) == (403, {"error": "Cannot initialize the action more than once."}))
+        aid = new_id()
+        arg = {"a": 1, "u": SNOWMEN}
+        st, body = p.run(arg, aid)
+        out, s1 = p.logs(aid, "stdout")
+        err, s2 = p.logs(aid, "stderr")
+        check("native: argv[1] is the JSON value; __OW_* and init env visible", st == 200 and body == {"argv": arg, "ns": "guest", "aid": aid, "host": "https://brisk.test", "init": "ix"}, (st, body))
+        stdin_line = out[1] if len(out) > 1 else ""
+        check("native: stdin carries the same JSON line", stdin_line.startswith("stdin: ") and json.loads(stdin_line[len("stdin: "):]) == arg, out)
+        check("native: stdout lines except the result are tagged logs; stderr tagged", out[:1] == ["log line 1"] and out[3:] == [""] and out[2].startswith("cwd: /") and err == ["err line ❄"], (out, err))
+        check("native: sentinels on both streams before the response", s1 and s2)
+        big = "y" * (1 << 20)
+        p2 = start()
+        try:
+            p2.init({"main": "main", "code": "#!/usr/bin/python3\nimport sys, json\nv = json.loads(sys.stdin.readline())\nprint(json.dumps({'n': len(v['big']), 'argc': len(sys.argv)}))\n"})
+            st, body = p2.run({"big": big})
+            check("native: 1 MiB argument over stdin (argv[1] omitted beyond the kernel limit)", (st, body) == (200, {"n": 1 << 20, "argc": 1}), (st, body))
+        finally:
+            p2.close()
+    finally:
+        p.close()
+
+    def one(code=None, files=None, args=None, modes=None):
+        p = start()
+        try:
+            if files is not None:
+                d = unpack(make_zip(files, modes))
+                st, body = p.init({"main": "main", "codeDir": d, "binary": True})
+            else:
+                st, body = p.init({"main": "main", "code": code})
+            if st != 200:
+                return ("init", st, body)
+            aid = new_id()
+            st, body = p.run(args or {}, aid)
+            return st, body, p.logs(aid, "stdout")[0], p.logs(aid, "stderr")[0]
+        finally:
+            p.close()
+
+    r = one(files={"exec": "#!/bin/sh\necho working\necho '{\"zipped\": true}'\n", "other.txt": "x"})
+    check("native: zipped exec (mode lost) gets chmod +x and runs", r[:3] == (200, {"zipped": True}, ["working"]), r)
+    r = one(files={"run.sh": "echo hi"})
+    check("native: zip without exec -> 502 clear message", r[0] == "init" and r[1] == 502 and "exec" in r[2]["error"], r)
+    r = one("#!/bin/sh\necho 'not json'\n")
+    check("native: last line not JSON -> 502 not a dictionary; line logged", r[:2] == (502, {"error": NOT_DICT}) and r[2] == ["not json"], r)
+    r = one("#!/bin/sh\necho '\"a string\"'\n")
+    check("native: JSON string result -> 502 not a dictionary", r[:2] == (502, {"error": NOT_DICT}), r)
+    r = one("#!/bin/sh\necho 'oops' >&2\nexit 3\n")
+    check("native: non-zero exit without result -> 502 exited unexpectedly, stderr kept", r[:2] == (502, {"error": "The action did not produce a valid response and exited unexpectedly."}) and r[3] == ["oops"], r)
+    r = one("#!/bin/sh\necho '[1, 2]'\nexit 1\n")
+    check("native: non-zero exit with a valid (array) result -> 200", r[:2] == (200, [1, 2]), r)
+    r = one("#!/bin/sh\necho 'log before'\necho '{\"via\": \"fd3\"}' >&3\necho 'log after'\n")
+    check("native: actionloop-style result on fd 3; all stdout is logs", r[:3] == (200, {"via": "fd3"}, ["log before", "log after"]), r)
+    r = one("#!/usr/bin/python3\nimport sys, json\nprint(json.dumps({'snow': json.loads(sys.argv[1])['s'] + ' ❄'}, ensure_ascii=False))\n", args={"s": SNOWMEN})
+    check("native: unicode in argument and result (python script)", r[:2] == (200, {"snow": SNOWMEN + " ❄"}), r)
+    r = one("#!/bin/sh\nprintf 'no newline at end'\n")
+    check("native: output without trailing newline handled", r[:2] == (502, {"error": NOT_DICT}) and r[2] == ["no newline at end"], r)
+
+
+def main():
+    args = sys.argv[1:]
+    n_bench = 2000
+    if "--bench" in args:
+        i = args.index("--bench")
+        n_bench = int(args[i + 1])
+        del args[i : i + 2]
+    which = args or ["node", "python", "native"]
+    latencies = {}
+    if "node" in which:
+        latencies["node"] = node_checks(n_bench)
+    if "python" in which:
+        latencies["python"] = python_checks(n_bench)
+    if "native" in which:
+        native_checks()
+    print()
+    for k, v in latencies.items():
+        print("warm p50 %s: %.0f us" % (k, v))
+    for d in UNPACKED:
+        shutil.rmtree(d, ignore_errors=True)
+    print("%d passed, %d failed" % (RESULTS["pass"], RESULTS["fail"]))
+    for f in FAILURES:
+        print("  failed: %s" % f)
+    return 1 if RESULTS["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
