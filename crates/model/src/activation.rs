@@ -38,7 +38,10 @@ impl FromStr for ActivationId {
         if s.len() != 32 {
             return Err(ModelError::ActivationIdLength(s.chars().count()));
         }
-        if !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ModelError::BadActivationId);
         }
         let mut buf = [0u8; 32];
@@ -203,7 +206,10 @@ impl Activation {
         m.insert("name".into(), Value::from(self.name.as_str()));
         m.insert("version".into(), Value::from(self.version.to_string()));
         m.insert("subject".into(), Value::from(self.subject.as_str()));
-        m.insert("activationId".into(), Value::from(self.activation_id.as_str()));
+        m.insert(
+            "activationId".into(),
+            Value::from(self.activation_id.as_str()),
+        );
         m.insert("start".into(), Value::from(self.start));
         if self.end != 0 {
             m.insert("end".into(), Value::from(self.end));
@@ -219,7 +225,10 @@ impl Activation {
             "logs".into(),
             Value::Array(self.logs.iter().map(|l| Value::from(l.as_str())).collect()),
         );
-        m.insert("annotations".into(), serde_json::to_value(&self.annotations).unwrap_or_default());
+        m.insert(
+            "annotations".into(),
+            serde_json::to_value(&self.annotations).unwrap_or_default(),
+        );
         m.insert("publish".into(), Value::Bool(self.publish));
         Value::Object(m)
     }
@@ -231,15 +240,24 @@ impl Activation {
         m.insert("name".into(), Value::from(self.name.as_str()));
         m.insert("version".into(), Value::from(self.version.to_string()));
         m.insert("publish".into(), Value::Bool(self.publish));
-        m.insert("annotations".into(), serde_json::to_value(&self.annotations).unwrap_or_default());
-        m.insert("activationId".into(), Value::from(self.activation_id.as_str()));
+        m.insert(
+            "annotations".into(),
+            serde_json::to_value(&self.annotations).unwrap_or_default(),
+        );
+        m.insert(
+            "activationId".into(),
+            Value::from(self.activation_id.as_str()),
+        );
         m.insert("start".into(), Value::from(self.start));
         if self.end != 0 {
             m.insert("end".into(), Value::from(self.end));
             if let Some(d) = self.duration {
                 m.insert("duration".into(), Value::from(d));
             }
-            m.insert("statusCode".into(), Value::from(u8::from(self.response.status_code)));
+            m.insert(
+                "statusCode".into(),
+                Value::from(u8::from(self.response.status_code)),
+            );
         }
         if let Some(c) = &self.cause {
             m.insert("cause".into(), Value::from(c.as_str()));
@@ -262,7 +280,10 @@ mod tests {
             "Activation id length is 3 but must be 32."
         );
         assert_eq!(
-            "G".repeat(32).parse::<ActivationId>().unwrap_err().to_string(),
+            "G".repeat(32)
+                .parse::<ActivationId>()
+                .unwrap_err()
+                .to_string(),
             "The activation id is not valid."
         );
         assert_ne!(ActivationId::generate(), ActivationId::generate());

@@ -302,9 +302,10 @@ mod tests {
         .unwrap();
         assert_eq!(p.binding.as_ref().unwrap().name.as_str(), "utils");
         assert_eq!(p.summary_json()["binding"]["namespace"], "whisk.system");
-        let q: Package =
-            serde_json::from_value(json!({"namespace":"guest","name":"p","binding":{},"version":"0.0.1"}))
-                .unwrap();
+        let q: Package = serde_json::from_value(
+            json!({"namespace":"guest","name":"p","binding":{},"version":"0.0.1"}),
+        )
+        .unwrap();
         assert!(q.binding.is_none());
         assert_eq!(q.to_json()["binding"], json!({}));
         assert_eq!(q.summary_json()["binding"], json!(false));
@@ -326,5 +327,95 @@ mod tests {
         let v = r.to_json(RuleStatus::Active);
         assert_eq!(v["action"], json!({"path":"guest/p","name":"a"}));
         assert_eq!(v["status"], "active");
+    }
+}
+
+/// The four entity collections, which share one name space per namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Collection {
+    Actions,
+    Packages,
+    Triggers,
+    Rules,
+}
+
+impl Collection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Collection::Actions => "actions",
+            Collection::Packages => "packages",
+            Collection::Triggers => "triggers",
+            Collection::Rules => "rules",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "actions" => Collection::Actions,
+            "packages" => Collection::Packages,
+            "triggers" => Collection::Triggers,
+            "rules" => Collection::Rules,
+            _ => return None,
+        })
+    }
+}
+
+/// Any stored entity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entity {
+    Action(Action),
+    Package(Package),
+    Trigger(Trigger),
+    Rule(Rule),
+}
+
+impl Entity {
+    pub fn collection(&self) -> Collection {
+        match self {
+            Entity::Action(_) => Collection::Actions,
+            Entity::Package(_) => Collection::Packages,
+            Entity::Trigger(_) => Collection::Triggers,
+            Entity::Rule(_) => Collection::Rules,
+        }
+    }
+
+    pub fn fqn(&self) -> FullyQualifiedName {
+        match self {
+            Entity::Action(a) => a.fqn(),
+            Entity::Package(p) => p.fqn(),
+            Entity::Trigger(t) => t.fqn(),
+            Entity::Rule(r) => r.fqn(),
+        }
+    }
+
+    pub fn updated(&self) -> u64 {
+        match self {
+            Entity::Action(a) => a.updated,
+            Entity::Package(p) => p.updated,
+            Entity::Trigger(t) => t.updated,
+            Entity::Rule(r) => r.updated,
+        }
+    }
+
+    /// Serializes the stored document.
+    pub fn to_doc(&self) -> Value {
+        match self {
+            Entity::Action(a) => serde_json::to_value(a),
+            Entity::Package(p) => serde_json::to_value(p),
+            Entity::Trigger(t) => serde_json::to_value(t),
+            Entity::Rule(r) => serde_json::to_value(r),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    /// Reads a stored document of a known collection.
+    pub fn from_doc(collection: Collection, doc: Value) -> serde_json::Result<Self> {
+        Ok(match collection {
+            Collection::Actions => Entity::Action(serde_json::from_value(doc)?),
+            Collection::Packages => Entity::Package(serde_json::from_value(doc)?),
+            Collection::Triggers => Entity::Trigger(serde_json::from_value(doc)?),
+            Collection::Rules => Entity::Rule(serde_json::from_value(doc)?),
+        })
     }
 }

@@ -260,8 +260,12 @@ mod tests {
         let m = RuntimeManifest::builtin();
         let ns = EntityName::new("guest").unwrap();
         let put = |v: serde_json::Value| serde_json::from_value::<ExecPut>(v).unwrap();
-        let e = Exec::from_put(put(serde_json::json!({"kind":"nodejs:default","code":"x"})), &m, &ns)
-            .unwrap();
+        let e = Exec::from_put(
+            put(serde_json::json!({"kind":"nodejs:default","code":"x"})),
+            &m,
+            &ns,
+        )
+        .unwrap();
         assert_eq!(e.kind(), "nodejs:20");
         let s = Exec::from_put(
             put(serde_json::json!({"kind":"sequence","components":["/_/a","/whisk.system/utils/echo"]})),
@@ -273,7 +277,16 @@ mod tests {
             s.to_json(true)["components"],
             serde_json::json!(["/guest/a", "/whisk.system/utils/echo"])
         );
-        assert!(Exec::from_put(put(serde_json::json!({"kind":"sequence","components":[]})), &m, &ns).is_err());
-        assert!(Exec::from_put(put(serde_json::json!({"kind":"nope","code":"x"})), &m, &ns).is_err());
+        assert!(
+            Exec::from_put(
+                put(serde_json::json!({"kind":"sequence","components":[]})),
+                &m,
+                &ns
+            )
+            .is_err()
+        );
+        assert!(
+            Exec::from_put(put(serde_json::json!({"kind":"nope","code":"x"})), &m, &ns).is_err()
+        );
     }
 }

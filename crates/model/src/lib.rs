@@ -18,7 +18,7 @@ pub mod runtimes;
 pub mod semver;
 
 pub use activation::{Activation, ActivationId, ActivationResponse, StatusCode};
-pub use entity::{Action, Package, Rule, RuleStatus, Trigger, now_millis};
+pub use entity::{Action, Collection, Entity, Package, Rule, RuleStatus, Trigger, now_millis};
 pub use error::{ModelError, Result};
 pub use exec::Exec;
 pub use identity::{AuthKey, Identity, UserLimits};

@@ -17,7 +17,6 @@ pub struct ActionLimits {
 
 /// Limits as a client sends them: every field optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LimitsPut {
     pub timeout: Option<u64>,
     pub memory: Option<u64>,
@@ -106,7 +105,12 @@ impl SystemLimits {
     ) -> Result<ActionLimits> {
         let mut out = base;
         if let Some(t) = put.timeout {
-            check(t, self.timeout, |v| format!("duration {v} milliseconds"), "milliseconds")?;
+            check(
+                t,
+                self.timeout,
+                |v| format!("duration {v} milliseconds"),
+                "milliseconds",
+            )?;
             out.timeout = t;
         }
         if let Some(m) = put.memory {
@@ -118,7 +122,12 @@ impl SystemLimits {
             out.logs = l;
         }
         if let Some(c) = put.concurrency {
-            check(u64::from(c), self.concurrency, |v| format!("concurrency {v}"), "")?;
+            check(
+                u64::from(c),
+                self.concurrency,
+                |v| format!("concurrency {v}"),
+                "",
+            )?;
             out.concurrency = c;
         }
         if let Some(i) = put.instances {

@@ -28,7 +28,11 @@ impl Parameters {
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().rev().find(|kv| kv.key == key).map(|kv| &kv.value)
+        self.0
+            .iter()
+            .rev()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
     }
 
     /// Whether `key` is set to a truthy value (OpenWhisk's notion: not false, null, 0 or "").

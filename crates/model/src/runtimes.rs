@@ -206,8 +206,10 @@ impl RuntimeManifest {
         let blackbox: Vec<Value> = self
             .blackboxes
             .iter()
-            .map(|b| json!({"kind": BLACKBOX, "image": b.full(), "deprecated": false,
-                            "default": true, "attached": false, "requireMain": false}))
+            .map(|b| {
+                json!({"kind": BLACKBOX, "image": b.full(), "deprecated": false,
+                            "default": true, "attached": false, "requireMain": false})
+            })
             .collect();
         out.insert(BLACKBOX.into(), Value::Array(blackbox));
         out.insert(

@@ -52,7 +52,11 @@ impl FromStr for SemVer {
             minor: num(1)?,
             patch: num(2)?,
         };
-        if v == (SemVer { major: 0, minor: 0, patch: 0 }) {
+        if v == (SemVer {
+            major: 0,
+            minor: 0,
+            patch: 0,
+        }) {
             return Err(bad());
         }
         Ok(v)

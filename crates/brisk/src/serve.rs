@@ -1,0 +1,136 @@
+//! `brisk serve`: the standalone server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use brisk_controller::{Controller, ControllerConfig, bootstrap};
+use brisk_model::RuntimeManifest;
+use brisk_store::{SqliteStore, Store};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::UsageError;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Port of the OpenWhisk API.
+    #[arg(long, env = "BRISK_PORT", default_value_t = 3233)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BRISK_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Where the store and container state live (default ~/.brisk).
+    #[arg(long, env = "BRISK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Invocations per minute allowed per namespace (0 = unlimited).
+    #[arg(long, env = "BRISK_INVOCATIONS_PER_MINUTE", default_value_t = 0)]
+    pub invocations_per_minute: u32,
+    /// Concurrent invocations allowed per namespace (0 = unlimited).
+    #[arg(long, env = "BRISK_CONCURRENT_INVOCATIONS", default_value_t = 0)]
+    pub concurrent_invocations: u32,
+    /// Trigger fires per minute allowed per namespace (0 = unlimited).
+    #[arg(long, env = "BRISK_FIRES_PER_MINUTE", default_value_t = 0)]
+    pub fires_per_minute: u32,
+    /// Longest a blocking invoke waits before answering 202, in milliseconds.
+    #[arg(long, env = "BRISK_BLOCKING_TIMEOUT_MS", default_value_t = 60_000)]
+    pub blocking_timeout_ms: u64,
+    /// A runtime manifest to use instead of the built-in one.
+    #[arg(long, env = "BRISK_RUNTIMES")]
+    pub runtimes: Option<PathBuf>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRISK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Validates everything before any port is bound.
+fn load_config(args: &ServeArgs) -> anyhow::Result<(SocketAddr, PathBuf, RuntimeManifest)> {
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|_| UsageError(format!("--host {} is not an IP address", args.host)))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::default_data_dir);
+    let manifest = match &args.runtimes {
+        None => RuntimeManifest::builtin(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                UsageError(format!("cannot read --runtimes {}: {e}", path.display()))
+            })?;
+            RuntimeManifest::parse(&text).map_err(|e| UsageError(e.to_string()))?
+        }
+    };
+    if args.blocking_timeout_ms == 0 {
+        return Err(UsageError("--blocking-timeout-ms must be positive".into()).into());
+    }
+    Ok((addr, data_dir, manifest))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let (addr, data_dir, manifest) = load_config(&args)?;
+    let store = SqliteStore::open(&data_dir).context("open the store")?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let config = ControllerConfig {
+        invocations_per_minute: args.invocations_per_minute,
+        concurrent_invocations: args.concurrent_invocations,
+        fires_per_minute: args.fires_per_minute,
+        blocking_timeout: Duration::from_millis(args.blocking_timeout_ms),
+        ..ControllerConfig::default()
+    };
+    let boot = bootstrap::bootstrap(store.as_ref(), &config.limits)
+        .await
+        .context("create the default namespaces")?;
+    for ns in &boot.created_namespaces {
+        tracing::info!(namespace = %ns, "created namespace");
+    }
+    let controller = Controller::new(config, store, Arc::new(manifest));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
+    let local = listener.local_addr()?;
+    let apihost = format!("http://{local}");
+    println!(
+        "brisk serve: OpenWhisk API on {apihost} (data in {})",
+        data_dir.display()
+    );
+    println!("guest key: {}", bootstrap::GUEST_KEY);
+    println!(
+        "  wsk property set --apihost {apihost} --auth {}",
+        bootstrap::GUEST_KEY
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    brisk_controller::serve(listener, controller.router(), shutdown.clone())
+        .await
+        .context("serve HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,6 @@
+/**
+ * Returns its input unchanged.
+ */
+function main(params) {
+  return params || {};
+}

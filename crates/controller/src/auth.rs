@@ -1,0 +1,149 @@
+//! HTTP Basic authentication against hashed namespace keys, with an identity cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use brisk_model::{AuthKey, Identity};
+use brisk_store::{NamespaceRecord, Store, keys};
+use parking_lot::RwLock;
+
+use crate::error::{AUTH_INVALID, AUTH_MISSING, ApiError, ApiResult};
+
+/// How long a looked-up namespace record is trusted before re-reading the store.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+const CACHE_MAX: usize = 100_000;
+
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    cache: RwLock<HashMap<String, (Arc<NamespaceRecord>, Instant)>>,
+}
+
+/// Extracts `uuid:key` from `Authorization: Basic ...` (scheme case-insensitive).
+/// `Ok(None)`: no credentials; `Err`: present but unusable.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<AuthKey>, ()> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?.trim();
+    let (scheme, rest) = value.split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| ())?;
+    let text = String::from_utf8(decoded).map_err(|_| ())?;
+    AuthKey::parse(&text).map(Some).ok_or(())
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn record(&self, uuid: &str) -> ApiResult<Option<Arc<NamespaceRecord>>> {
+        if let Some((rec, at)) = self.cache.read().get(uuid)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(rec.clone()));
+        }
+        let Some(rec) = self.store.namespace_by_uuid(uuid).await? else {
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        let mut cache = self.cache.write();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(uuid.to_owned(), (rec.clone(), Instant::now()));
+        Ok(Some(rec))
+    }
+
+    /// Forgets cached identities (after admin changes).
+    pub fn invalidate(&self) {
+        self.cache.write().clear();
+    }
+
+    /// Verifies a credential; `None` when it does not match an active namespace.
+    pub async fn verify(&self, key: &AuthKey) -> ApiResult<Option<Identity>> {
+        let Some(rec) = self.record(&key.uuid).await? else {
+            return Ok(None);
+        };
+        if rec.blocked || !keys::verify_key(&rec.salt, &rec.key_hash, &key.key) {
+            return Ok(None);
+        }
+        Ok(Some(Identity {
+            subject: rec.subject.clone(),
+            namespace: rec.namespace.clone(),
+            uuid: rec.uuid.clone(),
+            authkey: key.clone(),
+            limits: rec.limits.clone(),
+        }))
+    }
+
+    /// Authenticates a request or fails with 401.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Identity> {
+        match basic_credentials(headers) {
+            Ok(None) => Err(ApiError::Unauthorized(AUTH_MISSING)),
+            Err(()) => Err(ApiError::Unauthorized(AUTH_INVALID)),
+            Ok(Some(key)) => self
+                .verify(&key)
+                .await?
+                .ok_or(ApiError::Unauthorized(AUTH_INVALID)),
+        }
+    }
+
+    /// Looks up the owner identity of a namespace (web actions run as the owner).
+    pub async fn owner_of(&self, namespace: &str) -> ApiResult<Option<Identity>> {
+        let Some(rec) = self.store.namespace_by_name(namespace).await? else {
+            return Ok(None);
+        };
+        if rec.blocked {
+            return Ok(None);
+        }
+        Ok(Some(Identity {
+            subject: rec.subject.clone(),
+            namespace: rec.namespace.clone(),
+            uuid: rec.uuid.clone(),
+            authkey: AuthKey {
+                uuid: rec.uuid.clone(),
+                key: String::new(),
+            },
+            limits: rec.limits.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn parses_basic_in_any_case() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("u-1:k2");
+        for scheme in ["Basic", "basic", "BASIC"] {
+            let k = basic_credentials(&headers(&format!("{scheme} {b64}")))
+                .unwrap()
+                .unwrap();
+            assert_eq!((k.uuid.as_str(), k.key.as_str()), ("u-1", "k2"));
+        }
+        assert!(basic_credentials(&headers("Bearer x")).is_err());
+        assert!(basic_credentials(&headers("Basic !!!")).is_err());
+        let nocolon = base64::engine::general_purpose::STANDARD.encode("nocolon");
+        assert!(basic_credentials(&headers(&format!("Basic {nocolon}"))).is_err());
+        assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
+    }
+}

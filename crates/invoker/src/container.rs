@@ -1,0 +1,71 @@
+//! The container abstraction: what the pool needs from any backend (processes now, a namespaced
+//! sandbox later). The pool never sees pids, signals or cgroups; it only sees this trait.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::error::Result;
+
+/// How to start one runtime proxy.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Short unique name, also the private directory's name under `run_dir`.
+    pub name: String,
+    /// Private directory of the container (socket, unpacked code, pid file).
+    pub dir: PathBuf,
+    /// Runtime kind (`nodejs:20`, `python:3.11`, `blackbox`), for messages.
+    pub kind: String,
+    /// Resolved interpreter binary.
+    pub interpreter: PathBuf,
+    /// Proxy script run by the interpreter.
+    pub proxy: PathBuf,
+    /// Memory limit in MB (enforced by sandboxing backends).
+    pub memory_mb: u64,
+    /// Whether overlapping `/run`s are allowed (`__OW_ALLOW_CONCURRENT`).
+    pub allow_concurrent: bool,
+    /// `__OW_API_HOST`.
+    pub api_host: String,
+}
+
+impl ContainerSpec {
+    /// Where the proxy listens.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("proxy.sock")
+    }
+}
+
+/// Output streams of a started container; each is read by one log reader task.
+pub struct ContainerOutput {
+    pub stdout: Box<dyn AsyncRead + Send + Unpin>,
+    pub stderr: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// A running runtime proxy.
+#[async_trait]
+pub trait Container: Send + Sync + 'static {
+    /// Unique name (for logs and spans).
+    fn name(&self) -> &str;
+    /// Unix socket the proxy serves HTTP on.
+    fn socket_path(&self) -> &Path;
+    /// Private directory, writable by the platform (unpacked code goes below it).
+    fn dir(&self) -> &Path;
+    /// Whether the container's main process has exited (non-blocking).
+    fn has_exited(&self) -> bool;
+    /// Freezes every process of the container.
+    async fn pause(&self) -> Result<()>;
+    /// Thaws a paused container.
+    async fn resume(&self) -> Result<()>;
+    /// Kills every process of the container and removes its private directory. Idempotent.
+    async fn destroy(&self);
+}
+
+/// Starts containers. Object-safe so that the invoker can hold `Arc<dyn ContainerFactory>`.
+#[async_trait]
+pub trait ContainerFactory: Send + Sync + 'static {
+    /// Starts the proxy (it may not accept connections yet).
+    async fn create(&self, spec: &ContainerSpec) -> Result<(Box<dyn Container>, ContainerOutput)>;
+    /// Removes whatever a previous run of the invoker left under `run_dir`.
+    async fn cleanup_leftovers(&self, run_dir: &Path);
+}

@@ -1,0 +1,459 @@
+//! The pool's bookkeeping and placement policy (wire spec §9.1–9.2), free of I/O so that it can
+//! be unit-tested. The invoker holds it under one short-lived mutex and does every slow thing
+//! (spawning, signalling, HTTP) outside of it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// Identity of the containers an activation may reuse: invoking namespace, action path and
+/// version, exec and limits.
+pub type PoolKey = std::sync::Arc<str>;
+
+#[derive(Debug)]
+pub enum State {
+    /// A stem cell being started (memory reserved, no handle yet).
+    Starting,
+    /// A stem cell waiting for its first `/init`.
+    Prewarmed,
+    /// Initialized for one action.
+    Active {
+        key: PoolKey,
+        busy: u32,
+        max: u32,
+        last_used: Instant,
+        paused: bool,
+    },
+}
+
+#[derive(Debug)]
+pub struct Entry<C> {
+    pub id: u64,
+    pub kind: String,
+    pub memory: u64,
+    pub handle: Option<C>,
+    pub state: State,
+}
+
+/// Stem cell configuration and its adaptive target count.
+#[derive(Debug, Clone)]
+pub struct StemConfig {
+    pub kind: String,
+    pub memory: u64,
+    pub desired: u32,
+    pub max: u32,
+    pub increment: u32,
+    pub failures: u32,
+}
+
+/// Where an activation goes.
+#[derive(Debug)]
+pub enum Placement<C> {
+    Warm {
+        id: u64,
+        handle: C,
+        resume: bool,
+    },
+    Prewarm {
+        id: u64,
+        handle: C,
+    },
+    /// Memory reserved for a new container; `evicted` must be destroyed first.
+    Cold {
+        evicted: Vec<C>,
+    },
+    Queued(oneshot::Receiver<()>),
+    QueueFull,
+}
+
+/// What an activation asks of the pool.
+#[derive(Debug, Clone)]
+pub struct Demand<'a> {
+    pub key: &'a PoolKey,
+    pub kind: &'a str,
+    pub memory: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub cold_starts: u64,
+    pub prewarm_hits: u64,
+    pub warm_hits: u64,
+    pub evictions: u64,
+    pub pauses: u64,
+    pub resumes: u64,
+}
+
+pub struct PoolState<C> {
+    pub capacity: u64,
+    pub used: u64,
+    pub entries: Vec<Entry<C>>,
+    pub stems: Vec<StemConfig>,
+    pub queue: VecDeque<oneshot::Sender<()>>,
+    pub max_queue: usize,
+    pub counters: Counters,
+    next_id: u64,
+}
+
+impl<C: Clone> PoolState<C> {
+    pub fn new(capacity: u64, max_queue: usize, stems: Vec<StemConfig>) -> Self {
+        Self {
+            capacity,
+            used: 0,
+            entries: Vec::new(),
+            stems,
+            queue: VecDeque::new(),
+            max_queue,
+            counters: Counters::default(),
+            next_id: 1,
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Steps 1–5 of the placement order. `retry` is true for a woken waiter, which may take
+    /// capacity even while others wait behind it.
+    pub fn place(&mut self, d: &Demand<'_>, retry: bool, now: Instant) -> Placement<C> {
+        if let Some(p) = self.take_warm(d, now) {
+            return p;
+        }
+        if retry || self.queue.is_empty() {
+            if let Some(p) = self.take_prewarm(d) {
+                return p;
+            }
+            if let Some(evicted) = self.make_room(d.memory) {
+                self.used += d.memory;
+                self.counters.cold_starts += 1;
+                self.grow_stems(d.kind, d.memory);
+                return Placement::Cold { evicted };
+            }
+        }
+        if self.queue.len() >= self.max_queue {
+            return Placement::QueueFull;
+        }
+        let (tx, rx) = oneshot::channel();
+        if retry {
+            self.queue.push_front(tx);
+        } else {
+            self.queue.push_back(tx);
+        }
+        Placement::Queued(rx)
+    }
+
+    fn take_warm(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
+        // Prefer a running container with spare concurrency, then the most recently used.
+        let e = self
+            .entries
+            .iter_mut()
+            .filter(|e| match &e.state {
+                State::Active { key, busy, max, .. } => key == d.key && busy < max,
+                _ => false,
+            })
+            .max_by_key(|e| match &e.state {
+                State::Active {
+                    busy,
+                    paused,
+                    last_used,
+                    ..
+                } => (*busy > 0, !*paused, *last_used),
+                _ => (false, false, now),
+            })?;
+        let State::Active {
+            busy,
+            last_used,
+            paused,
+            ..
+        } = &mut e.state
+        else {
+            return None;
+        };
+        *busy += 1;
+        *last_used = now;
+        let resume = std::mem::replace(paused, false);
+        let handle = e.handle.clone()?;
+        self.counters.warm_hits += 1;
+        if resume {
+            self.counters.resumes += 1;
+        }
+        Some(Placement::Warm {
+            id: e.id,
+            handle,
+            resume,
+        })
+    }
+
+    fn take_prewarm(&mut self, d: &Demand<'_>) -> Option<Placement<C>> {
+        let e = self.entries.iter_mut().find(|e| {
+            matches!(e.state, State::Prewarmed) && e.kind == d.kind && e.memory == d.memory
+        })?;
+        let handle = e.handle.clone()?;
+        // Busy from now on, and not shared before `/init` is done (see `set_max`).
+        e.state = State::Active {
+            key: d.key.clone(),
+            busy: 1,
+            max: 1,
+            last_used: Instant::now(),
+            paused: false,
+        };
+        self.counters.prewarm_hits += 1;
+        Some(Placement::Prewarm { id: e.id, handle })
+    }
+
+    /// Frees memory for `need` MB by evicting idle containers, least recently used first;
+    /// stem cells only as a last resort. `None` when even that is not enough.
+    fn make_room(&mut self, need: u64) -> Option<Vec<C>> {
+        if self.used + need <= self.capacity {
+            return Some(Vec::new());
+        }
+        let mut idle: Vec<(u8, Instant, u64, u64)> = self
+            .entries
+            .iter()
+            .filter_map(|e| match &e.state {
+                State::Active {
+                    busy: 0, last_used, ..
+                } => Some((0, *last_used, e.id, e.memory)),
+                State::Prewarmed => Some((1, Instant::now(), e.id, e.memory)),
+                _ => None,
+            })
+            .collect();
+        let freeable: u64 = idle.iter().map(|i| i.3).sum();
+        if self.used + need > self.capacity + freeable {
+            return None;
+        }
+        idle.sort();
+        let mut out = Vec::new();
+        for (_, _, id, _) in idle {
+            if self.used + need <= self.capacity {
+                break;
+            }
+            if let Some(h) = self.remove(id) {
+                out.push(h);
+            }
+            self.counters.evictions += 1;
+        }
+        Some(out)
+    }
+
+    fn grow_stems(&mut self, kind: &str, memory: u64) {
+        if let Some(s) = self
+            .stems
+            .iter_mut()
+            .find(|s| s.kind == kind && s.memory == memory)
+        {
+            s.desired = (s.desired + s.increment).min(s.max).max(s.desired);
+        }
+    }
+
+    /// A cold start could not start its container: give the memory back.
+    pub fn cancel_cold(&mut self, memory: u64) {
+        self.used = self.used.saturating_sub(memory);
+    }
+
+    /// A freshly initialized cold container joins the pool, busy with its first activation.
+    pub fn insert_active(
+        &mut self,
+        handle: C,
+        kind: &str,
+        memory: u64,
+        key: PoolKey,
+        max: u32,
+    ) -> u64 {
+        let id = self.next_id();
+        self.entries.push(Entry {
+            id,
+            kind: kind.to_owned(),
+            memory,
+            handle: Some(handle),
+            state: State::Active {
+                key,
+                busy: 1,
+                max: max.max(1),
+                last_used: Instant::now(),
+                paused: false,
+            },
+        });
+        id
+    }
+
+    /// Opens an initialized container to `max` concurrent activations.
+    pub fn set_max(&mut self, id: u64, max: u32) {
+        if let Some(Entry {
+            state: State::Active { max: m, .. },
+            ..
+        }) = self.entries.iter_mut().find(|e| e.id == id)
+        {
+            *m = max.max(1);
+        }
+    }
+
+    /// Ends one activation on container `id`. With `keep = false` the container leaves the pool
+    /// and its handle is returned for destruction.
+    pub fn release(&mut self, id: u64, keep: bool, now: Instant) -> Option<C> {
+        if !keep {
+            return self.remove(id);
+        }
+        if let Some(Entry {
+            state: State::Active {
+                busy, last_used, ..
+            },
+            ..
+        }) = self.entries.iter_mut().find(|e| e.id == id)
+        {
+            *busy = busy.saturating_sub(1);
+            *last_used = now;
+        }
+        None
+    }
+
+    /// Removes an entry and frees its memory.
+    pub fn remove(&mut self, id: u64) -> Option<C> {
+        let i = self.entries.iter().position(|e| e.id == id)?;
+        let e = self.entries.swap_remove(i);
+        self.used = self.used.saturating_sub(e.memory);
+        e.handle
+    }
+
+    /// Wakes the first waiter still waiting.
+    pub fn wake_one(&mut self) {
+        while let Some(tx) = self.queue.pop_front() {
+            if tx.send(()).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Reserves memory for the stem cells that are missing; returns `(id, kind, memory)` of each
+    /// one to start. Never competes with queued activations.
+    pub fn stems_to_start(&mut self) -> Vec<(u64, String, u64)> {
+        let mut out = Vec::new();
+        if !self.queue.is_empty() {
+            return out;
+        }
+        for si in 0..self.stems.len() {
+            let s = self.stems[si].clone();
+            if s.failures >= 3 {
+                continue;
+            }
+            let have = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    matches!(e.state, State::Starting | State::Prewarmed)
+                        && e.kind == s.kind
+                        && e.memory == s.memory
+                })
+                .count() as u32;
+            for _ in have..s.desired {
+                if self.used + s.memory > self.capacity {
+                    return out;
+                }
+                let id = self.next_id();
+                self.used += s.memory;
+                self.entries.push(Entry {
+                    id,
+                    kind: s.kind.clone(),
+                    memory: s.memory,
+                    handle: None,
+                    state: State::Starting,
+                });
+                out.push((id, s.kind.clone(), s.memory));
+            }
+        }
+        out
+    }
+
+    /// A stem cell is ready (`Some`) or failed to start (`None`).
+    pub fn stem_started(&mut self, id: u64, handle: Option<C>) -> bool {
+        let Some(i) = self.entries.iter().position(|e| e.id == id) else {
+            return false;
+        };
+        match handle {
+            Some(h) => {
+                self.entries[i].handle = Some(h);
+                self.entries[i].state = State::Prewarmed;
+                true
+            }
+            None => {
+                let kind = self.entries[i].kind.clone();
+                let mem = self.entries[i].memory;
+                if let Some(s) = self
+                    .stems
+                    .iter_mut()
+                    .find(|s| s.kind == kind && s.memory == mem)
+                {
+                    s.failures += 1;
+                }
+                self.remove(id);
+                false
+            }
+        }
+    }
+
+    /// Idle containers to pause (idle longer than `grace`) and to destroy (idle longer than
+    /// `idle`). Destroyed ones are removed here; pausing is confirmed with [`Self::mark_paused`].
+    pub fn sweep(
+        &mut self,
+        now: Instant,
+        grace: Duration,
+        idle: Duration,
+    ) -> (Vec<(u64, C)>, Vec<C>) {
+        let mut pause = Vec::new();
+        let mut expired = Vec::new();
+        for e in &self.entries {
+            if let State::Active {
+                busy: 0,
+                last_used,
+                paused,
+                ..
+            } = &e.state
+            {
+                let idle_for = now.saturating_duration_since(*last_used);
+                if idle_for >= idle {
+                    expired.push(e.id);
+                } else if !paused
+                    && idle_for >= grace
+                    && let Some(h) = &e.handle
+                {
+                    pause.push((e.id, h.clone()));
+                }
+            }
+        }
+        let destroy = expired
+            .into_iter()
+            .filter_map(|id| self.remove(id))
+            .collect();
+        (pause, destroy)
+    }
+
+    /// Marks `id` paused if it is still idle and running; the caller then pauses it.
+    pub fn mark_paused(&mut self, id: u64, now: Instant, grace: Duration) -> bool {
+        let Some(e) = self.entries.iter_mut().find(|e| e.id == id) else {
+            return false;
+        };
+        match &mut e.state {
+            State::Active {
+                busy: 0,
+                paused: paused @ false,
+                last_used,
+                ..
+            } if now.saturating_duration_since(*last_used) >= grace => {
+                *paused = true;
+                self.counters.pauses += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every handle, for shutdown.
+    pub fn drain(&mut self) -> Vec<C> {
+        self.used = 0;
+        self.queue.clear();
+        self.entries.drain(..).filter_map(|e| e.handle).collect()
+    }
+}

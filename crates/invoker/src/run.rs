@@ -1,0 +1,431 @@
+//! One activation from placement to record: take a container (warm, stem cell, cold, after
+//! eviction, or after waiting), `/init` it if needed, `/run`, collect logs, give it back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use brisk_model::{Activation, ActivationResponse, Exec, StatusCode, now_millis};
+use tracing::Instrument;
+
+use crate::invoker::{Handle, Invoker};
+use crate::job::{self, CodeRef, Job, MAX_RESULT, RunFacts};
+use crate::logs::{self, Stream};
+use crate::pool::{Demand, Placement, PoolKey};
+
+const MB: u64 = 1024 * 1024;
+/// How long to wait for the output of a killed container to drain.
+const DEAD_LOGS_WAIT: Duration = Duration::from_secs(2);
+
+/// A container lent to one activation. Dropping it without [`Lease::give_back`] (a panic)
+/// removes and destroys the container, so the pool never leaks capacity.
+struct Lease<'a> {
+    inv: &'a Invoker,
+    id: u64,
+    slot: Handle,
+    armed: bool,
+}
+
+impl Lease<'_> {
+    fn give_back(mut self, keep: bool) {
+        self.armed = false;
+        self.release(keep);
+    }
+
+    fn release(&self, keep: bool) {
+        let gone = {
+            let mut p = self.inv.pool.lock();
+            let gone = p.release(self.id, keep, std::time::Instant::now());
+            p.wake_one();
+            gone
+        };
+        if let Some(h) = gone {
+            self.inv.destroy_later(vec![h]);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.release(false);
+        }
+    }
+}
+
+/// Outcome of init + run before logs are attached.
+struct Outcome {
+    response: ActivationResponse,
+    facts: RunFacts,
+}
+
+impl Invoker {
+    /// Runs one activation to completion. Always returns a record: platform failures become
+    /// whisk errors with a reason.
+    pub async fn run(&self, job: Job) -> Activation {
+        let job = Arc::new(job);
+        let Some(me) = self.arc() else {
+            return whisk_error(&job, "The invoker is shutting down.");
+        };
+        let span = tracing::info_span!(
+            "activation",
+            namespace = %job.identity.namespace,
+            action = %job.action.fqn(),
+            activation_id = %job.activation_id,
+            container_id = tracing::field::Empty,
+        );
+        let j = job.clone();
+        // A task of its own: a panic stays inside it, and a caller that gives up does not
+        // abandon a container half-way.
+        let task = tokio::spawn(async move { me.run_inner(&j).await }.instrument(span));
+        match task.await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(activation_id = %job.activation_id, error = %e, "activation task failed");
+                whisk_error(&job, "An internal error occurred while running the action.")
+            }
+        }
+    }
+
+    async fn run_inner(&self, job: &Job) -> Activation {
+        let action = &job.action;
+        let kind = match &action.exec {
+            Exec::Code { kind, .. } => kind.as_str(),
+            Exec::Blackbox { image, .. } if self.manifest.is_native_image(image) => {
+                brisk_model::runtimes::BLACKBOX
+            }
+            Exec::Blackbox { image, .. } => {
+                return early(
+                    job,
+                    StatusCode::DeveloperError,
+                    format!("Failed to pull container image '{image}'."),
+                );
+            }
+            Exec::Sequence { .. } => {
+                return whisk_error(job, "Sequences are run by the controller, not the invoker.");
+            }
+        };
+        match self.runtimes.get(kind).map(|r| &r.launch) {
+            Some(Ok(_)) => {}
+            Some(Err(reason)) => {
+                return whisk_error(job, &format!("{kind} runtime unavailable: {reason}"));
+            }
+            None => return whisk_error(job, &format!("{kind} runtime unavailable: unknown kind")),
+        }
+        let memory = action.limits.memory;
+        if memory > self.config.user_memory_mb {
+            return whisk_error(job, "Failed to provision resources to run the action.");
+        }
+        let key = pool_key(job);
+        let demand = Demand {
+            key: &key,
+            kind,
+            memory,
+        };
+        let mut retry = false;
+        loop {
+            if self.shutting_down.load(Ordering::SeqCst) {
+                return whisk_error(job, "The invoker is shutting down.");
+            }
+            let placement = {
+                let mut p = self.pool.lock();
+                let pl = p.place(&demand, retry, std::time::Instant::now());
+                if retry && !matches!(pl, Placement::Queued(_)) && !p.queue.is_empty() {
+                    p.wake_one();
+                }
+                pl
+            };
+            match placement {
+                Placement::Warm { id, handle, resume } => {
+                    let lease = Lease {
+                        inv: self,
+                        id,
+                        slot: handle,
+                        armed: true,
+                    };
+                    if resume {
+                        let resumed = {
+                            let _g = lease.slot.pause_lock.lock().await;
+                            lease.slot.container.resume().await
+                        };
+                        if let Err(e) = resumed {
+                            tracing::warn!(error = %e, "resume failed; trying another container");
+                            lease.give_back(false);
+                            continue;
+                        }
+                    }
+                    return self.execute(job, lease, false).await;
+                }
+                Placement::Prewarm { id, handle } => {
+                    self.refill_stems();
+                    let lease = Lease {
+                        inv: self,
+                        id,
+                        slot: handle,
+                        armed: true,
+                    };
+                    return self.execute(job, lease, true).await;
+                }
+                Placement::Cold { evicted } => {
+                    self.destroy_later(evicted);
+                    return self.cold(job, kind, memory, key).await;
+                }
+                Placement::Queued(rx) => {
+                    tracing::debug!("pool full; activation queued");
+                    if rx.await.is_err() && self.shutting_down.load(Ordering::SeqCst) {
+                        return whisk_error(job, "The invoker is shutting down.");
+                    }
+                    retry = true;
+                }
+                Placement::QueueFull => return whisk_error(job, "Too many activations queued."),
+            }
+        }
+    }
+
+    async fn cold(&self, job: &Job, kind: &str, memory: u64, key: PoolKey) -> Activation {
+        let limits = job.action.limits;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout);
+        let started = self
+            .start_container(kind, memory, limits.concurrency > 1, deadline)
+            .await;
+        let slot = match started {
+            Ok(s) => s,
+            Err(e) => {
+                {
+                    let mut p = self.pool.lock();
+                    p.cancel_cold(memory);
+                    p.wake_one();
+                }
+                tracing::warn!(error = %e, "cold start failed");
+                return match e {
+                    crate::Error::NotReady(_) => early(
+                        job,
+                        StatusCode::DeveloperError,
+                        job::timeout_message(limits.timeout, true),
+                    ),
+                    crate::Error::RuntimeUnavailable { .. } => whisk_error(job, &e.to_string()),
+                    _ => whisk_error(job, "Failed to provision resources to run the action."),
+                };
+            }
+        };
+        // Visible to others only once initialized; memory was reserved by the placement.
+        let id = self
+            .pool
+            .lock()
+            .insert_active(slot.clone(), kind, memory, key, 1);
+        let lease = Lease {
+            inv: self,
+            id,
+            slot,
+            armed: true,
+        };
+        self.execute(job, lease, true).await
+    }
+
+    /// `/init` (when `init`), `/run`, logs, and the container back to the pool or destroyed.
+    async fn execute(&self, job: &Job, lease: Lease<'_>, init: bool) -> Activation {
+        tracing::Span::current().record("container_id", lease.slot.container.name());
+        let limits = job.action.limits;
+        let log_limit = (limits.logs * MB) as usize;
+        let ticket = lease.slot.logs.register(job.activation_id, log_limit);
+        let out = self.init_and_run(job, &lease.slot, init).await;
+        let keep = matches!(
+            out.response.status_code,
+            StatusCode::Success | StatusCode::ApplicationError
+        );
+        if keep && init {
+            self.pool.lock().set_max(lease.id, limits.concurrency);
+        }
+        let developer_error = out.response.status_code == StatusCode::DeveloperError;
+        let logs = if keep {
+            let wait = Duration::from_secs(limits.logs.max(5) * 2);
+            let logs = if log_limit == 0 {
+                ticket.discard();
+                logs::CollectedLogs {
+                    lines: Vec::new(),
+                    complete: true,
+                }
+            } else {
+                ticket.collect(wait).await
+            };
+            lease.give_back(keep);
+            logs
+        } else {
+            // Kill first: the output then ends, and the logs are complete up to the kill.
+            let slot = lease.slot.clone();
+            lease.give_back(false);
+            self.destroy(&slot).await;
+            if log_limit == 0 {
+                ticket.discard();
+                logs::CollectedLogs {
+                    lines: Vec::new(),
+                    complete: true,
+                }
+            } else {
+                ticket.collect(DEAD_LOGS_WAIT).await
+            }
+        };
+        let mut lines = logs.lines;
+        if !logs.complete && log_limit > 0 {
+            let marker = if developer_error {
+                logs::DEVELOPER_ERROR_LOGS
+            } else {
+                logs::COLLECTION_ISSUE
+            };
+            lines.push(logs::entry(Stream::Stderr, marker));
+        }
+        job::build_activation(job, out.response, lines, out.facts)
+    }
+
+    async fn init_and_run(&self, job: &Job, slot: &Handle, init: bool) -> Outcome {
+        let limits = job.action.limits;
+        let timeout = Duration::from_millis(limits.timeout);
+        let start_ms = now_millis();
+        let mut facts = RunFacts {
+            start_ms,
+            ..RunFacts::default()
+        };
+        let fail = |facts: RunFacts, msg: String| Outcome {
+            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
+            facts: RunFacts {
+                end_ms: now_millis(),
+                ..facts
+            },
+        };
+        if init {
+            let t0 = std::time::Instant::now();
+            let body = match self.init_body(job, slot, start_ms + limits.timeout).await {
+                Ok(b) => b,
+                Err(msg) => return fail(facts, msg),
+            };
+            let res =
+                tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
+            facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
+            match res {
+                Err(_) => {
+                    facts.timeout = true;
+                    return fail(facts, job::timeout_message(limits.timeout, true));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "init exchange failed");
+                    return fail(
+                        facts,
+                        "The action did not initialize and exited unexpectedly.".into(),
+                    );
+                }
+                Ok(Ok(resp)) => {
+                    if let Err(response) = job::classify_init(&resp) {
+                        return Outcome {
+                            response,
+                            facts: RunFacts {
+                                end_ms: now_millis(),
+                                ..facts
+                            },
+                        };
+                    }
+                }
+            }
+        }
+        let deadline = now_millis() + limits.timeout;
+        let body = job::run_body(job, deadline);
+        let res = tokio::time::timeout(timeout, slot.client.post("/run", body, MAX_RESULT)).await;
+        match res {
+            Err(_) => {
+                facts.timeout = true;
+                fail(facts, job::timeout_message(limits.timeout, false))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "run exchange failed");
+                fail(
+                    facts,
+                    "The action did not produce a valid response and exited unexpectedly.".into(),
+                )
+            }
+            Ok(Ok(resp)) => Outcome {
+                response: job::classify_run(&resp),
+                facts: RunFacts {
+                    end_ms: now_millis(),
+                    ..facts
+                },
+            },
+        }
+    }
+
+    /// The `/init` body; zipped code is unpacked into the container's directory first.
+    async fn init_body(&self, job: &Job, slot: &Handle, deadline: u64) -> Result<Vec<u8>, String> {
+        let concurrent = job.action.limits.concurrency > 1;
+        let exec = &job.action.exec;
+        match exec.code() {
+            Some(_) if exec.binary() => {
+                let dir = slot.container.dir().join("code");
+                let action = job.action.clone();
+                let target = dir.clone();
+                let unpacked = tokio::task::spawn_blocking(move || {
+                    crate::zip::unpack_base64(action.exec.code().unwrap_or(""), &target)
+                })
+                .await;
+                match unpacked {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return Err(format!("Initialization has failed due to: {e}"));
+                    }
+                    Err(e) => return Err(format!("Initialization has failed due to: {e}")),
+                }
+                let dir = dir.to_string_lossy();
+                Ok(job::init_body(
+                    job,
+                    CodeRef::Dir(&dir),
+                    deadline,
+                    concurrent,
+                ))
+            }
+            Some(code) => Ok(job::init_body(
+                job,
+                CodeRef::Inline {
+                    code,
+                    binary: false,
+                },
+                deadline,
+                concurrent,
+            )),
+            None => Ok(job::init_body(job, CodeRef::None, deadline, concurrent)),
+        }
+    }
+}
+
+/// Same action version, same exec and limits, same invoking namespace.
+fn pool_key(job: &Job) -> PoolKey {
+    let a = &job.action;
+    let l = a.limits;
+    let exec_id = match &a.exec {
+        Exec::Blackbox { image, .. } => image.as_str(),
+        e => e.kind(),
+    };
+    format!(
+        "{}|{}|{}|{}|{}|{}/{}/{}/{}",
+        job.identity.namespace,
+        a.fqn(),
+        a.version,
+        a.updated,
+        exec_id,
+        l.memory,
+        l.concurrency,
+        l.timeout,
+        l.logs
+    )
+    .into()
+}
+
+fn early(job: &Job, code: StatusCode, msg: String) -> Activation {
+    let now = now_millis();
+    let facts = RunFacts {
+        start_ms: now,
+        end_ms: now,
+        ..RunFacts::default()
+    };
+    job::build_activation(job, ActivationResponse::error(code, msg), Vec::new(), facts)
+}
+
+fn whisk_error(job: &Job, msg: &str) -> Activation {
+    early(job, StatusCode::WhiskError, msg.to_owned())
+}
