@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brisk_controller::{Controller, ControllerConfig, bootstrap};
+use brisk_invoker::{Invoker, InvokerConfig};
 use brisk_model::RuntimeManifest;
-use brisk_store::{SqliteStore, Store};
+use brisk_store::{CachedStore, SqliteStore, Store};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,51 @@ pub struct ServeArgs {
     /// A runtime manifest to use instead of the built-in one.
     #[arg(long, env = "BRISK_RUNTIMES")]
     pub runtimes: Option<PathBuf>,
+    /// Memory for action containers, in MB (default: half of the machine's memory).
+    #[arg(long, env = "BRISK_USER_MEMORY_MB")]
+    pub user_memory_mb: Option<u64>,
+    /// Keep prewarmed stem cells per the runtime manifest (`false` = every start is cold).
+    #[arg(long, env = "BRISK_PREWARM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prewarm: bool,
+    /// Idle milliseconds before a warm container is paused.
+    #[arg(long, env = "BRISK_PAUSE_GRACE_MS", default_value_t = 10_000)]
+    pub pause_grace_ms: u64,
+    /// Idle seconds before a warm container is removed.
+    #[arg(long, env = "BRISK_IDLE_TIMEOUT_S", default_value_t = 600)]
+    pub idle_timeout_s: u64,
+    /// Seconds activations in flight get to finish on shutdown.
+    #[arg(long, env = "BRISK_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+}
+
+/// The runtime proxies, embedded so the binary is self-contained; written to the data dir.
+const PROXIES: &[(&str, &str)] = &[
+    (
+        "node/proxy.js",
+        include_str!("../../invoker/runtimes/node/proxy.js"),
+    ),
+    (
+        "python/proxy.py",
+        include_str!("../../invoker/runtimes/python/proxy.py"),
+    ),
+    (
+        "native/proxy.py",
+        include_str!("../../invoker/runtimes/native/proxy.py"),
+    ),
+];
+
+fn install_proxies(dir: &std::path::Path) -> anyhow::Result<()> {
+    for (rel, text) in PROXIES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {
@@ -79,7 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     let (addr, data_dir, manifest) = load_config(&args)?;
     let store = SqliteStore::open(&data_dir).context("open the store")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(store));
     let config = ControllerConfig {
         invocations_per_minute: args.invocations_per_minute,
         concurrent_invocations: args.concurrent_invocations,
@@ -93,12 +139,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for ns in &boot.created_namespaces {
         tracing::info!(namespace = %ns, "created namespace");
     }
-    let controller = Controller::new(config, store, Arc::new(manifest));
+    let manifest = Arc::new(manifest);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;
     let local = listener.local_addr()?;
     let apihost = format!("http://{local}");
+
+    let runtimes_dir = data_dir.join("runtimes");
+    install_proxies(&runtimes_dir).context("install the runtime proxies")?;
+    let mut icfg = InvokerConfig::new(data_dir.join("run"), runtimes_dir);
+    if let Some(mb) = args.user_memory_mb {
+        icfg.user_memory_mb = mb;
+    }
+    icfg.prewarm = args.prewarm;
+    icfg.pause_grace = Duration::from_millis(args.pause_grace_ms);
+    icfg.idle_timeout = Duration::from_secs(args.idle_timeout_s);
+    icfg.api_host = apihost.clone();
+    let invoker = Invoker::start(icfg, manifest.clone())
+        .await
+        .context("start the invoker")?;
+    let controller = Controller::with_invoker(config, store, manifest, invoker);
     println!(
         "brisk serve: OpenWhisk API on {apihost} (data in {})",
         data_dir.display()
@@ -114,6 +175,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     brisk_controller::serve(listener, controller.router(), shutdown.clone())
         .await
         .context("serve HTTP")?;
+    controller
+        .shutdown(Duration::from_secs(args.shutdown_grace_s))
+        .await;
     tracing::info!("stopped");
     Ok(())
 }

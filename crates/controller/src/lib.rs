@@ -11,18 +11,24 @@ pub mod bootstrap;
 mod entitlement;
 pub mod error;
 mod extract;
+mod invocation;
 mod middleware;
+mod recorder;
 mod resolve;
 mod routes;
+mod sequence;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use brisk_invoker::Invoker;
 use brisk_model::{RuntimeManifest, SystemLimits};
 use brisk_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use auth::Authenticator;
 
@@ -59,20 +65,70 @@ pub struct Controller {
     pub store: Arc<dyn Store>,
     pub auth: Authenticator,
     pub manifest: Arc<RuntimeManifest>,
+    /// Runs primitive activations; `None` answers every activation with a whisk error.
+    invoker: Option<Arc<Invoker>>,
+    pub(crate) recorder: Arc<recorder::Recorder>,
+    throttles: throttle::Throttles,
+    /// Activations in flight, drained on shutdown.
+    tasks: TaskTracker,
 }
 
 impl Controller {
+    /// A controller without an invoker (entity API only). Must be called inside a tokio runtime.
     pub fn new(
         config: ControllerConfig,
         store: Arc<dyn Store>,
         manifest: Arc<RuntimeManifest>,
     ) -> Arc<Self> {
+        Self::build(config, store, manifest, None)
+    }
+
+    /// A controller that runs activations on `invoker`.
+    pub fn with_invoker(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        manifest: Arc<RuntimeManifest>,
+        invoker: Arc<Invoker>,
+    ) -> Arc<Self> {
+        Self::build(config, store, manifest, Some(invoker))
+    }
+
+    fn build(
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        manifest: Arc<RuntimeManifest>,
+        invoker: Option<Arc<Invoker>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             auth: Authenticator::new(store.clone()),
+            recorder: recorder::Recorder::start(store.clone()),
             config,
             store,
             manifest,
+            invoker,
+            throttles: throttle::Throttles::default(),
+            tasks: TaskTracker::new(),
         })
+    }
+
+    /// Stops accepting work, lets activations in flight finish for up to `grace`, then stops the
+    /// invoker (whose remaining activations end as whisk errors) and writes every record.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                "grace period over; stopping activations"
+            );
+        }
+        if let Some(invoker) = &self.invoker {
+            invoker.shutdown().await;
+        }
+        self.tasks.wait().await;
+        self.recorder.shutdown().await;
     }
 
     /// The HTTP application.

@@ -298,3 +298,149 @@ pub fn build_activation(
         annotations: Parameters(ann),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brisk_model::{AuthKey, EntityName, EntityPath, Exec, SemVer, UserLimits};
+    use serde_json::json;
+
+    fn resp(status: u16, body: &str) -> ProxyResponse {
+        ProxyResponse {
+            status,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            len: body.len(),
+        }
+    }
+
+    fn check(status: u16, body: &str, code: StatusCode, result: Value) {
+        let r = classify_run(&resp(status, body));
+        assert_eq!(
+            (r.status_code, r.result),
+            (code, Some(result)),
+            "{status} {body}"
+        );
+    }
+
+    #[test]
+    fn run_replies_map_to_statuses() {
+        use StatusCode::*;
+        check(200, r#"{"a":1}"#, Success, json!({"a": 1}));
+        check(200, "[1]", Success, json!([1]));
+        check(
+            200,
+            r#"{"error":"x","b":2}"#,
+            ApplicationError,
+            json!({"error": "x"}),
+        );
+        check(
+            502,
+            r#"{"error":"boom"}"#,
+            DeveloperError,
+            json!({"error": "boom"}),
+        );
+        let invalid = |b: &str| json!({"error": format!("The action did not produce a valid JSON or JSON Array response: {b}")});
+        check(200, "42", DeveloperError, invalid("42"));
+        check(200, "not json", DeveloperError, invalid("not json"));
+        check(500, r#"{"x":1}"#, DeveloperError, invalid(r#"{"x":1}"#));
+        let big = ProxyResponse {
+            status: 200,
+            body: bytes::Bytes::from_static(b"{\"s\":\"xx"),
+            len: 2_000_000,
+        };
+        let r = classify_run(&big);
+        assert_eq!(r.status_code, ApplicationError);
+        assert_eq!(
+            r.result,
+            Some(
+                json!({"error": "The action produced a response that exceeded the allowed length: 2000000 > 1048576 bytes. The truncated response was: {\"s\":\"xx"})
+            )
+        );
+    }
+
+    #[test]
+    fn init_replies_map_to_developer_errors() {
+        assert!(classify_init(&resp(200, r#"{"ok":true}"#)).is_ok());
+        let e = classify_init(&resp(502, r#"{"error":"bad code"}"#)).unwrap_err();
+        assert_eq!(e.result, Some(json!({"error": "bad code"})));
+        let e = classify_init(&resp(500, "oops")).unwrap_err();
+        assert_eq!(
+            e.result,
+            Some(json!({"error": "The action failed during initialization: oops"}))
+        );
+    }
+
+    fn test_job(args: Value) -> Job {
+        let mut params = Parameters::new();
+        params.0.push(KeyValue {
+            key: "secret".into(),
+            value: json!(null),
+            init: Some(true),
+        });
+        Job {
+            activation_id: ActivationId::generate(),
+            transaction_id: "t".into(),
+            action: Arc::new(Action {
+                namespace: EntityPath::root(EntityName::new("ns").unwrap()),
+                name: EntityName::new("a").unwrap(),
+                exec: Exec::Code {
+                    kind: "nodejs:20".into(),
+                    code: "x".into(),
+                    binary: false,
+                    main: Some("run".into()),
+                },
+                parameters: params,
+                limits: brisk_model::SystemLimits::default().default_action_limits(),
+                version: SemVer::INITIAL,
+                publish: false,
+                annotations: Parameters::new(),
+                updated: 0,
+            }),
+            binding: None,
+            identity: Identity {
+                subject: "s".into(),
+                namespace: EntityName::new("caller").unwrap(),
+                uuid: "u".into(),
+                authkey: AuthKey::parse("u:k").unwrap(),
+                limits: UserLimits::default(),
+            },
+            args,
+            cause: None,
+            caused_by_sequence: false,
+            received_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn bodies_split_init_params_from_run_arguments() {
+        let j = test_job(json!({"secret": null, "x": 1}));
+        let init: Value =
+            serde_json::from_slice(&init_body(&j, CodeRef::Dir("/d"), 99, true)).unwrap();
+        let v = &init["value"];
+        assert_eq!(v["main"], json!("run"));
+        assert_eq!(v["codeDir"], json!("/d"));
+        assert_eq!(v["binary"], json!(true));
+        assert_eq!(v["env"]["secret"], json!(""));
+        assert_eq!(v["env"]["__OW_API_KEY"], json!("u:k"));
+        assert_eq!(v["env"]["__OW_NAMESPACE"], json!("caller"));
+        assert_eq!(v["env"]["__OW_ACTION_NAME"], json!("/ns/a"));
+        assert_eq!(v["env"]["__OW_DEADLINE"], json!("99"));
+        assert_eq!(v["env"]["__OW_ALLOW_CONCURRENT"], json!("true"));
+        let run: Value = serde_json::from_slice(&run_body(&j, 123)).unwrap();
+        assert_eq!(run["value"], json!({"x": 1}));
+        assert_eq!(run["deadline"], json!("123"));
+        assert_eq!(run["api_key"], json!("u:k"));
+        assert_eq!(run["action_name"], json!("/ns/a"));
+        let arr = test_job(json!([1, 2]));
+        let run: Value = serde_json::from_slice(&run_body(&arr, 1)).unwrap();
+        assert_eq!(run["value"], json!([1, 2]));
+    }
+
+    #[test]
+    fn env_values_are_strings() {
+        assert_eq!(env_string(&json!(null)), "");
+        assert_eq!(env_string(&json!("s")), "s");
+        assert_eq!(env_string(&json!(true)), "true");
+        assert_eq!(env_string(&json!({"a": [1]})), r#"{"a":[1]}"#);
+    }
+}

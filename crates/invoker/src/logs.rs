@@ -255,3 +255,80 @@ impl LogTicket {
         self.hub.abandon(self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(id: &ActivationId, text: &str) -> Vec<u8> {
+        let mut v = vec![1u8];
+        v.extend_from_slice(id.as_str().as_bytes());
+        v.push(2);
+        v.extend_from_slice(text.as_bytes());
+        v
+    }
+
+    fn texts(logs: &CollectedLogs) -> Vec<&str> {
+        logs.lines.iter().map(|l| &l[31..]).collect()
+    }
+
+    #[tokio::test]
+    async fn tagged_lines_go_to_their_activation_and_untagged_to_the_oldest() {
+        let hub = Arc::new(LogHub::default());
+        let (a, b) = (ActivationId::generate(), ActivationId::generate());
+        let (ta, tb) = (hub.register(a, 1000), hub.register(b, 1000));
+        hub.on_line(Stream::Stdout, &tagged(&b, "b1"));
+        hub.on_line(Stream::Stdout, b"untagged");
+        hub.on_line(Stream::Stderr, &tagged(&a, "a1"));
+        for id in [&a, &b] {
+            hub.on_line(
+                Stream::Stdout,
+                &tagged(id, "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"),
+            );
+            hub.on_line(
+                Stream::Stderr,
+                &tagged(id, "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"),
+            );
+        }
+        let la = ta.collect(Duration::from_secs(1)).await;
+        let lb = tb.collect(Duration::from_secs(1)).await;
+        assert!(la.complete && lb.complete);
+        assert_eq!(texts(&la), ["stdout: untagged", "stderr: a1"]);
+        assert_eq!(texts(&lb), ["stdout: b1"]);
+    }
+
+    #[tokio::test]
+    async fn truncation_adds_one_marker_and_eof_completes() {
+        let hub = Arc::new(LogHub::default());
+        let a = ActivationId::generate();
+        let t = hub.register(a, 10);
+        hub.on_line(Stream::Stdout, b"12345");
+        hub.on_line(Stream::Stdout, b"67890");
+        hub.on_line(Stream::Stdout, b"x");
+        hub.on_line(Stream::Stdout, b"y");
+        hub.on_eof(Stream::Stdout);
+        hub.on_eof(Stream::Stderr);
+        let logs = t.collect(Duration::from_secs(1)).await;
+        assert!(!logs.complete);
+        assert_eq!(
+            texts(&logs),
+            [
+                "stdout: 12345",
+                "stdout: 67890",
+                "stderr: Logs were truncated because the total bytes size exceeds the limit of 10 bytes."
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_sentinel_times_out_with_what_was_read() {
+        let hub = Arc::new(LogHub::default());
+        let a = ActivationId::generate();
+        let t = hub.register(a, 100);
+        hub.on_line(Stream::Stdout, &tagged(&a, "partial"));
+        let logs = t.collect(Duration::from_millis(20)).await;
+        assert!(!logs.complete);
+        assert_eq!(texts(&logs), ["stdout: partial"]);
+        assert!(entry(Stream::Stdout, "x").ends_with("Z stdout: x"));
+    }
+}

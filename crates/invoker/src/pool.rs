@@ -457,3 +457,196 @@ impl<C: Clone> PoolState<C> {
         self.entries.drain(..).filter_map(|e| e.handle).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> PoolKey {
+        PoolKey::from(s)
+    }
+
+    fn demand<'a>(k: &'a PoolKey, memory: u64) -> Demand<'a> {
+        Demand {
+            key: k,
+            kind: "nodejs:20",
+            memory,
+        }
+    }
+
+    fn stem(desired: u32, max: u32) -> StemConfig {
+        StemConfig {
+            kind: "nodejs:20".into(),
+            memory: 256,
+            desired,
+            max,
+            increment: 1,
+            failures: 0,
+        }
+    }
+
+    /// Places `k` cold, initializes it as handle `h`, and returns its id.
+    fn cold(p: &mut PoolState<u32>, k: &PoolKey, h: u32, now: Instant) -> u64 {
+        assert!(matches!(
+            p.place(&demand(k, 256), false, now),
+            Placement::Cold { .. }
+        ));
+        p.insert_active(h, "nodejs:20", 256, k.clone(), 1)
+    }
+
+    #[test]
+    fn warm_containers_are_reused_only_for_the_same_key() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(1024, 10, vec![]);
+        let (a, b) = (key("a"), key("b"));
+        let id = cold(&mut p, &a, 1, now);
+        // Busy with concurrency 1: the same key cannot share it.
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, now),
+            Placement::Cold { .. }
+        ));
+        p.cancel_cold(256);
+        p.release(id, true, now);
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, now),
+            Placement::Warm { handle: 1, .. }
+        ));
+        p.release(id, true, now);
+        assert!(matches!(
+            p.place(&demand(&b, 256), false, now),
+            Placement::Cold { .. }
+        ));
+        assert_eq!(p.counters.warm_hits, 1);
+    }
+
+    #[test]
+    fn concurrency_allows_sharing_after_init() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(1024, 10, vec![]);
+        let a = key("a");
+        let id = cold(&mut p, &a, 1, now);
+        p.set_max(id, 2);
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, now),
+            Placement::Warm { .. }
+        ));
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, now),
+            Placement::Cold { .. }
+        ));
+    }
+
+    #[test]
+    fn full_pool_evicts_lru_idle_then_queues() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let mut p = PoolState::<u32>::new(512, 1, vec![]);
+        let (a, b, c, d) = (key("a"), key("b"), key("c"), key("d"));
+        let ia = cold(&mut p, &a, 1, t0);
+        let ib = cold(&mut p, &b, 2, t0);
+        p.release(ib, true, t0);
+        p.release(ia, true, t1);
+        // b is the least recently used.
+        match p.place(&demand(&c, 256), false, t1) {
+            Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
+            other => panic!("{other:?}"),
+        }
+        p.insert_active(3, "nodejs:20", 256, c.clone(), 1);
+        // a is idle and evictable; after that both are busy and d must queue.
+        assert!(
+            matches!(p.place(&demand(&d, 256), false, t1), Placement::Cold { evicted } if evicted == vec![1])
+        );
+        p.insert_active(4, "nodejs:20", 256, d.clone(), 1);
+        let rx = match p.place(&demand(&a, 256), false, t1) {
+            Placement::Queued(rx) => rx,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            p.place(&demand(&b, 256), false, t1),
+            Placement::QueueFull
+        ));
+        assert_eq!(p.used, 512);
+        p.wake_one();
+        drop(rx);
+        assert_eq!(p.counters.evictions, 2);
+    }
+
+    #[test]
+    fn a_waiting_queue_is_not_overtaken_by_cold_starts() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(256, 10, vec![]);
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let ia = cold(&mut p, &a, 1, now);
+        let _rx = match p.place(&demand(&b, 256), false, now) {
+            Placement::Queued(rx) => rx,
+            other => panic!("{other:?}"),
+        };
+        p.release(ia, true, now);
+        // A newcomer queues behind b even though a could be evicted now...
+        assert!(matches!(
+            p.place(&demand(&c, 256), false, now),
+            Placement::Queued(_)
+        ));
+        // ...but a newcomer of a's key may take its warm container.
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, now),
+            Placement::Warm { .. }
+        ));
+    }
+
+    #[test]
+    fn stem_cells_fill_capacity_are_taken_and_grow_on_cold_starts() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(1024, 10, vec![stem(2, 3)]);
+        let todo = p.stems_to_start();
+        assert_eq!(todo.len(), 2);
+        assert!(p.stems_to_start().is_empty(), "starting ones count");
+        assert!(p.stem_started(todo[0].0, Some(10)));
+        assert!(!p.stem_started(todo[1].0, None));
+        let a = key("a");
+        match p.place(&demand(&a, 256), false, now) {
+            Placement::Prewarm { handle, .. } => assert_eq!(handle, 10),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.counters.prewarm_hits, 1);
+        // No stem cell left: cold start, which raises the target to 3.
+        assert!(matches!(
+            p.place(&demand(&key("b"), 256), false, now),
+            Placement::Cold { .. }
+        ));
+        assert_eq!(p.stems[0].desired, 3);
+        assert_eq!(
+            p.stems_to_start().len(),
+            2,
+            "capacity 1024 - 512 used leaves room for 2"
+        );
+    }
+
+    #[test]
+    fn sweep_pauses_after_grace_and_expires_after_idle() {
+        let t0 = Instant::now();
+        let grace = Duration::from_millis(100);
+        let idle = Duration::from_secs(10);
+        let mut p = PoolState::<u32>::new(1024, 10, vec![]);
+        let a = key("a");
+        let id = cold(&mut p, &a, 7, t0);
+        assert_eq!(
+            p.sweep(t0 + grace, grace, idle).0.len(),
+            0,
+            "busy is never paused"
+        );
+        p.release(id, true, t0);
+        let (pause, destroy) = p.sweep(t0 + grace, grace, idle);
+        assert_eq!((pause, destroy), (vec![(id, 7)], vec![]));
+        assert!(p.mark_paused(id, t0 + grace, grace));
+        assert!(!p.mark_paused(id, t0 + grace, grace), "already paused");
+        match p.place(&demand(&a, 256), false, t0 + grace) {
+            Placement::Warm { resume, .. } => assert!(resume),
+            other => panic!("{other:?}"),
+        }
+        p.release(id, true, t0 + grace);
+        let (_, destroy) = p.sweep(t0 + grace + idle, grace, idle);
+        assert_eq!(destroy, vec![7]);
+        assert_eq!(p.used, 0);
+    }
+}

@@ -8,6 +8,7 @@
 //! as salted hashes.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod error;
 pub mod keys;
 mod sqlite;
@@ -15,6 +16,7 @@ mod sqlite;
 use async_trait::async_trait;
 use brisk_model::{Activation, ActivationId, Collection, Entity, EntityName, UserLimits};
 
+pub use cache::CachedStore;
 pub use error::{Error, Result};
 pub use sqlite::SqliteStore;
 

@@ -76,7 +76,7 @@ pub async fn list(state: &Controller, req: &Req, pkg: Option<EntityName>) -> Api
 }
 
 pub async fn handle(
-    state: &Controller,
+    state: &std::sync::Arc<Controller>,
     req: &Req,
     pkg: Option<EntityName>,
     name: EntityName,
@@ -90,12 +90,7 @@ pub async fn handle(
         Method::GET => get(state, req, &fqn).await,
         Method::PUT => put(state, req, &fqn).await,
         Method::DELETE => delete(state, req, &fqn).await,
-        Method::POST => {
-            require_contents_access(state, req, fqn.package()).await?;
-            Err(ApiError::Unavailable(
-                "Invoking actions is not available on this server.".into(),
-            ))
-        }
+        Method::POST => super::invoke::invoke(state, req, &fqn).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

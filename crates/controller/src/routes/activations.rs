@@ -86,11 +86,14 @@ pub async fn get(
     }
     require_owner(req, req.namespace.as_str())?;
     let id: ActivationId = id.parse()?;
-    let a = state
-        .store
-        .get_activation(req.namespace.as_str(), &id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let a = match state.recorder.pending(req.namespace.as_str(), &id) {
+        Some(a) => a,
+        None => state
+            .store
+            .get_activation(req.namespace.as_str(), &id)
+            .await?
+            .ok_or_else(ApiError::not_found)?,
+    };
     let body = match part {
         None => a.to_api_json(),
         Some("logs") => json!({"logs": a.logs}),

@@ -3,6 +3,7 @@
 mod actions;
 mod activations;
 mod info;
+mod invoke;
 mod packages;
 mod rules;
 mod triggers;

@@ -1,0 +1,170 @@
+//! From an accepted invoke to a stored record: throttles, argument merging, hand-off to the
+//! invoker (primitives) or the sequence runner, and recording the outcome.
+
+use std::sync::Arc;
+
+use brisk_invoker::Job;
+use brisk_model::{
+    Activation, ActivationId, ActivationResponse, Exec, Identity, StatusCode, now_millis,
+};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::Controller;
+use crate::error::{ApiError, ApiResult};
+use crate::resolve::ResolvedAction;
+use crate::throttle::{Permit, Rate};
+
+pub const RESERVED_PARAMS: &str =
+    "Request defines parameters that are not allowed (e.g., reserved properties).";
+
+/// An accepted invocation, throttled and ready to run.
+pub struct Invocation {
+    pub activation_id: ActivationId,
+    pub transaction_id: String,
+    pub identity: Identity,
+    pub resolved: ResolvedAction,
+    /// Arguments: package < binding < action < payload.
+    pub args: Value,
+    /// The request payload alone (sequences pass only this to their first step).
+    pub payload: Map<String, Value>,
+    pub received_at_ms: u64,
+    pub permit: Option<Permit>,
+}
+
+impl Invocation {
+    /// Checks `final` parameters and throttles, and merges arguments.
+    pub fn prepare(
+        state: &Controller,
+        identity: &Identity,
+        resolved: ResolvedAction,
+        payload: Map<String, Value>,
+        tid: &str,
+    ) -> ApiResult<Self> {
+        let received_at_ms = now_millis();
+        let params = resolved.merged_params();
+        if resolved.action.annotations.is_truthy("final")
+            && payload.keys().any(|k| params.get(k).is_some())
+        {
+            return Err(ApiError::bad(RESERVED_PARAMS));
+        }
+        let ns = identity.namespace.as_str();
+        let limits = &identity.limits;
+        let cfg = &state.config;
+        state.throttles.check_rate(
+            ns,
+            Rate::Invocations,
+            limits
+                .invocations_per_minute
+                .unwrap_or(cfg.invocations_per_minute),
+        )?;
+        let permit = state.throttles.acquire(
+            ns,
+            limits
+                .concurrent_invocations
+                .unwrap_or(cfg.concurrent_invocations),
+            &resolved.action.fqn().doc_id(),
+            resolved.action.limits.instances,
+        )?;
+        let mut args = params.to_object();
+        for (k, v) in &payload {
+            args.insert(k.clone(), v.clone());
+        }
+        Ok(Self {
+            activation_id: ActivationId::generate(),
+            transaction_id: tid.to_owned(),
+            identity: identity.clone(),
+            resolved,
+            args: Value::Object(args),
+            payload,
+            received_at_ms,
+            permit: Some(permit),
+        })
+    }
+}
+
+impl Controller {
+    /// Runs an invocation in the background; the receiver yields the record once it is final.
+    /// The record is queued for storage before the receiver fires.
+    pub fn launch(self: &Arc<Self>, mut inv: Invocation) -> oneshot::Receiver<Activation> {
+        let (tx, rx) = oneshot::channel();
+        let state = self.clone();
+        let span = tracing::info_span!("activation",
+            namespace = %inv.identity.namespace,
+            action = %inv.resolved.action.fqn(),
+            activation_id = %inv.activation_id);
+        self.tasks.spawn(
+            async move {
+                let permit = inv.permit.take();
+                let activation = match &inv.resolved.action.exec {
+                    Exec::Sequence { .. } => crate::sequence::run_topmost(&state, &inv).await,
+                    _ => state.run_primitive(job_of(&inv, None)).await,
+                };
+                drop(permit);
+                if inv.identity.limits.store_activations != Some(false) {
+                    state.record(activation.clone()).await;
+                }
+                let _ = tx.send(activation);
+            }
+            .instrument(span),
+        );
+        rx
+    }
+
+    /// Runs one primitive activation on the invoker; always yields a record.
+    pub async fn run_primitive(&self, job: Job) -> Activation {
+        match &self.invoker {
+            Some(invoker) => invoker.run(job).await,
+            None => whisk_error_record(&job, "No invokers available."),
+        }
+    }
+
+    /// Stores a record unless the namespace opted out.
+    pub async fn record(&self, activation: Activation) {
+        self.recorder.record(activation).await;
+    }
+}
+
+/// The invoker job for an invocation (or for one step of a sequence with `args`).
+pub fn job_of(inv: &Invocation, cause: Option<ActivationId>) -> Job {
+    Job {
+        activation_id: inv.activation_id,
+        transaction_id: inv.transaction_id.clone(),
+        action: Arc::new(inv.resolved.action.clone()),
+        binding: inv.resolved.binding.clone(),
+        identity: inv.identity.clone(),
+        args: inv.args.clone(),
+        cause,
+        caused_by_sequence: cause.is_some(),
+        received_at_ms: inv.received_at_ms,
+    }
+}
+
+/// A record for an activation the platform could not run.
+pub fn whisk_error_record(job: &Job, message: &str) -> Activation {
+    let now = now_millis();
+    let a = &job.action;
+    let mut annotations = brisk_model::Parameters::new();
+    annotations.set("path", Value::from(a.fqn().doc_id()));
+    annotations.set("kind", Value::from(a.exec.kind().to_owned()));
+    annotations.set(
+        "limits",
+        serde_json::to_value(a.limits).unwrap_or(Value::Null),
+    );
+    Activation {
+        namespace: job.identity.namespace.to_string(),
+        name: a.name.to_string(),
+        subject: job.identity.subject.clone(),
+        activation_id: job.activation_id,
+        start: now,
+        end: now,
+        duration: Some(0),
+        cause: job.cause,
+        response: ActivationResponse::error(StatusCode::WhiskError, message),
+        logs: Vec::new(),
+        version: a.version,
+        publish: a.publish,
+        annotations,
+    }
+}

@@ -1,0 +1,110 @@
+//! Activation records leave the hot path here: finished records go into a bounded channel and a
+//! single task writes them to the store in batches (one transaction per batch, no per-record
+//! fsync). Until a record is written, it is served from memory, so a client that fetches an
+//! activation right after a blocking invoke always finds it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brisk_model::{Activation, ActivationId};
+use brisk_store::Store;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const BATCH: usize = 256;
+const CHANNEL: usize = 16_384;
+/// How long the writer lingers for more records before writing a partial batch.
+const LINGER: Duration = Duration::from_millis(2);
+
+pub struct Recorder {
+    tx: Mutex<Option<mpsc::Sender<Activation>>>,
+    pending: Arc<Mutex<HashMap<(String, ActivationId), Activation>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    pub fn start(store: Arc<dyn Store>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let task = tokio::spawn(write_loop(store, rx, pending.clone()));
+        Arc::new(Self {
+            tx: Mutex::new(Some(tx)),
+            pending,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Queues a record for writing. Waits only when the channel is full (back-pressure).
+    pub async fn record(&self, activation: Activation) {
+        let key = (activation.namespace.clone(), activation.activation_id);
+        self.pending.lock().insert(key, activation.clone());
+        let tx = self.tx.lock().clone();
+        match tx {
+            Some(tx) => {
+                if tx.send(activation).await.is_err() {
+                    tracing::error!("activation writer is gone; record kept in memory only");
+                }
+            }
+            None => tracing::error!("activation recorded after shutdown; kept in memory only"),
+        }
+    }
+
+    /// A record that is not yet written.
+    pub fn pending(&self, namespace: &str, id: &ActivationId) -> Option<Activation> {
+        self.pending
+            .lock()
+            .get(&(namespace.to_owned(), *id))
+            .cloned()
+    }
+
+    /// Writes everything queued and stops the writer.
+    pub async fn shutdown(&self) {
+        self.tx.lock().take();
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<(String, ActivationId), Activation>>>;
+
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Activation>, pending: Pending) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(a)) => batch.push(a),
+                _ => break,
+            }
+        }
+        write(&store, &batch).await;
+        let mut p = pending.lock();
+        for a in batch.drain(..) {
+            p.remove(&(a.namespace, a.activation_id));
+        }
+    }
+}
+
+/// Writes a batch, retrying a few times: a record is never dropped on a transient failure.
+async fn write(store: &Arc<dyn Store>, batch: &[Activation]) {
+    let mut delay = Duration::from_millis(10);
+    for attempt in 1..=5 {
+        match store.store_batch(batch).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, records = batch.len(), "writing activations failed");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    tracing::error!(
+        records = batch.len(),
+        "activations could not be written; giving up"
+    );
+}

@@ -1,0 +1,224 @@
+//! Pool behaviour with real containers: warm reuse, stem cells, pause/resume, idle removal,
+//! eviction, queueing, shutdown and crash recovery.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brisk_model::StatusCode;
+use common::*;
+use serde_json::json;
+
+fn echo(name: &str) -> Arc<brisk_model::Action> {
+    Arc::new(action(
+        name,
+        node("function main(p) { return {pid: process.pid, p}; }"),
+    ))
+}
+
+#[tokio::test]
+async fn second_run_is_warm_and_has_no_init_time() {
+    let f = invoker(|_| {}).await;
+    let a = echo("warm");
+    let cold = f.inv.run(job(&a, json!({"i": 1}))).await;
+    let warm = f.inv.run(job(&a, json!({"i": 2}))).await;
+    assert!(cold.annotations.get("initTime").is_some());
+    assert!(warm.annotations.get("initTime").is_none());
+    assert_eq!(result(&cold)["pid"], result(&warm)["pid"], "same container");
+    assert_eq!(result(&warm)["p"], json!({"i": 2}));
+    let s = f.inv.stats();
+    assert_eq!((s.cold_starts, s.warm_hits, s.warm_idle), (1, 1, 1));
+
+    // Another version of the action does not reuse the container.
+    let mut newer = (*a).clone();
+    newer.version = newer.version.up_patch();
+    newer.updated += 1;
+    let other = f.inv.run(job(&Arc::new(newer), json!({}))).await;
+    assert!(other.annotations.get("initTime").is_some());
+    assert_ne!(result(&other)["pid"], result(&cold)["pid"]);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn stem_cells_are_consumed_and_refilled() {
+    let f = invoker(|c| c.prewarm = true).await;
+    let inv = f.inv.clone();
+    let ready = move || {
+        let s = inv.stats();
+        s.prewarmed.get("nodejs:20") == Some(&2) && s.prewarmed.get("python:3.11") == Some(&1)
+    };
+    eventually("stem cells ready", ready.clone()).await;
+    let a = echo("stem");
+    let act = f.inv.run(job(&a, json!({}))).await;
+    assert_eq!(act.response.status_code, StatusCode::Success);
+    assert!(
+        act.annotations.get("initTime").is_some(),
+        "a stem cell still needs /init"
+    );
+    let s = f.inv.stats();
+    assert_eq!((s.prewarm_hits, s.cold_starts), (1, 0));
+    eventually("stem cell replaced", ready).await;
+
+    // A kind and memory without stem cells starts cold and makes the stems grow.
+    let mut big = action("big", node("function main() { return {}; }"));
+    big.limits.memory = 512;
+    f.inv.run(job(&Arc::new(big), json!({}))).await;
+    assert_eq!(f.inv.stats().cold_starts, 1);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_containers_are_paused_then_resumed() {
+    let f = invoker(|c| c.pause_grace = Duration::from_millis(50)).await;
+    let a = echo("pausable");
+    let first = f.inv.run(job(&a, json!({}))).await;
+    let pid = result(&first)["pid"].as_i64().unwrap();
+    eventually("container paused", || f.inv.stats().paused == 1).await;
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(state, "T", "the proxy process is stopped");
+    let again = f.inv.run(job(&a, json!({}))).await;
+    assert_eq!(again.response.status_code, StatusCode::Success);
+    assert_eq!(result(&again)["pid"].as_i64(), Some(pid));
+    assert!(again.annotations.get("initTime").is_none());
+    assert_eq!(f.inv.stats().resumes, 1);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_containers_are_removed_after_the_idle_timeout() {
+    let f = invoker(|c| {
+        c.pause_grace = Duration::from_millis(20);
+        c.idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    f.inv.run(job(&echo("fleeting"), json!({}))).await;
+    eventually("container removed", || f.inv.stats().live_containers == 0).await;
+    assert_eq!(f.inv.stats().used_mb, 0);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_pool_evicts_the_least_recently_used_idle_container() {
+    let f = invoker(|c| c.user_memory_mb = 512).await;
+    let (a, b, c) = (echo("a"), echo("b"), echo("c"));
+    let pid_a = result(&f.inv.run(job(&a, json!({}))).await)["pid"].clone();
+    let pid_b = result(&f.inv.run(job(&b, json!({}))).await)["pid"].clone();
+    f.inv.run(job(&c, json!({}))).await;
+    assert_eq!(f.inv.stats().evictions, 1);
+    // b survived (a was least recently used); a starts cold again.
+    let b2 = f.inv.run(job(&b, json!({}))).await;
+    assert_eq!(result(&b2)["pid"], pid_b);
+    let a2 = f.inv.run(job(&a, json!({}))).await;
+    assert!(a2.annotations.get("initTime").is_some());
+    assert_ne!(result(&a2)["pid"], pid_a);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn activations_wait_when_the_pool_is_full() {
+    let f = invoker(|c| c.user_memory_mb = 256).await;
+    let slow = |name: &str| {
+        Arc::new(action(
+            name,
+            node(
+                "function main(p) { return new Promise(r => setTimeout(() => r({who: p.who}), 300)); }",
+            ),
+        ))
+    };
+    let (x, y) = (slow("x"), slow("y"));
+    let (i1, i2) = (f.inv.clone(), f.inv.clone());
+    let (jx, jy) = (job(&x, json!({"who": "x"})), job(&y, json!({"who": "y"})));
+    let hx = tokio::spawn(async move { i1.run(jx).await });
+    let hy = tokio::spawn(async move { i2.run(jy).await });
+    let (ax, ay) = (hx.await.unwrap(), hy.await.unwrap());
+    assert_eq!(result(&ax), json!({"who": "x"}), "{ax:?}");
+    assert_eq!(result(&ay), json!({"who": "y"}), "{ay:?}");
+    assert_eq!(f.inv.stats().queued, 0);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_a_whisk_error() {
+    let f = invoker(|c| {
+        c.user_memory_mb = 256;
+        c.max_queue = 0;
+    })
+    .await;
+    let hold = Arc::new(action(
+        "hold",
+        node("function main() { return new Promise(r => setTimeout(() => r({}), 3000)); }"),
+    ));
+    let inv = f.inv.clone();
+    let j = job(&hold, json!({}));
+    let h = tokio::spawn(async move { inv.run(j).await });
+    eventually("first activation busy", || f.inv.stats().busy == 1).await;
+    let act = f.inv.run(job(&echo("other"), json!({}))).await;
+    assert_eq!(act.response.status_code, StatusCode::WhiskError);
+    assert_eq!(
+        result(&act),
+        json!({"error": "Too many activations queued."})
+    );
+    assert_eq!(h.await.unwrap().response.status_code, StatusCode::Success);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_leaves_no_processes_or_files() {
+    let f = invoker(|c| c.prewarm = true).await;
+    let run_dir = f.run_dir();
+    let needle = run_dir.to_string_lossy().into_owned();
+    f.inv.run(job(&echo("s1"), json!({}))).await;
+    f.inv
+        .run(job(
+            &Arc::new(action("s2", python("def main(a):\n    return a\n"))),
+            json!({}),
+        ))
+        .await;
+    assert!(!processes_mentioning(&needle).is_empty());
+    f.inv.shutdown().await;
+    assert_eq!(processes_mentioning(&needle), Vec::<i32>::new());
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+    let act = f.inv.run(job(&echo("late"), json!({}))).await;
+    assert_eq!(act.response.status_code, StatusCode::WhiskError);
+}
+
+#[tokio::test]
+async fn a_restart_cleans_up_after_a_crashed_invoker() {
+    let dir = tempfile::Builder::new()
+        .prefix("bi")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let needle = run_dir.to_string_lossy().into_owned();
+    let crashed = brisk_invoker::Invoker::start(
+        config(&dir),
+        Arc::new(brisk_model::RuntimeManifest::builtin()),
+    )
+    .await
+    .unwrap();
+    crashed.run(job(&echo("left"), json!({}))).await;
+    assert_eq!(processes_mentioning(&needle).len(), 1);
+    // Simulate a crash: the invoker disappears without shutting down.
+    std::mem::forget(crashed);
+    let next = brisk_invoker::Invoker::start(
+        config(&dir),
+        Arc::new(brisk_model::RuntimeManifest::builtin()),
+    )
+    .await
+    .unwrap();
+    eventually("leftover killed", || {
+        processes_mentioning(&needle).is_empty()
+    })
+    .await;
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+    next.shutdown().await;
+}

@@ -1,0 +1,148 @@
+//! A read-through cache of entities in front of any store.
+//!
+//! Invocations read the same few actions and packages over and over; the cache answers those
+//! reads from memory. Every write through this wrapper bumps a generation counter, which
+//! invalidates all cached entries at once: writes are rare, reads are hot, and a stale read
+//! after a write in this process is impossible. (Several controllers sharing one store need a
+//! cross-process invalidation signal on top; the bus provides it.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use brisk_model::{Activation, ActivationId, AuthKey, Entity, EntityName, UserLimits};
+use parking_lot::RwLock;
+
+use crate::{
+    ActivationQuery, ActivationStore, AuthStore, EntityQuery, EntityStore, NamespaceRecord, Result,
+    Stored,
+};
+
+const MAX_ENTRIES: usize = 10_000;
+/// Actions with more code than this are read from the store each time.
+const MAX_CACHED_CODE: usize = 1024 * 1024;
+
+pub struct CachedStore<S> {
+    inner: S,
+    generation: AtomicU64,
+    /// doc id → (generation, entity with code or `None` for "absent").
+    entries: RwLock<HashMap<String, (u64, Option<Arc<Stored>>)>>,
+}
+
+impl<S> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            generation: AtomicU64::new(0),
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Drops every cached entity (for changes made behind this wrapper's back).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.write().clear();
+    }
+}
+
+#[async_trait]
+impl<S: EntityStore> EntityStore for CachedStore<S> {
+    async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((g, hit)) = self.entries.read().get(doc_id)
+            && *g == generation
+        {
+            return Ok(hit.as_deref().cloned());
+        }
+        // Always cache the full document; `with_code = false` callers just ignore the code.
+        let _ = with_code;
+        let found = self.inner.get(doc_id, true).await?;
+        let mut entries = self.entries.write();
+        let small = found.as_ref().is_none_or(|s| match &s.entity {
+            Entity::Action(a) => a.exec.code_size() <= MAX_CACHED_CODE,
+            _ => true,
+        });
+        if small && self.generation.load(Ordering::Acquire) == generation {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(doc_id.to_owned(), (generation, found.clone().map(Arc::new)));
+        }
+        Ok(found)
+    }
+
+    async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
+        let r = self.inner.put(entity, expected_rev).await;
+        self.invalidate();
+        r
+    }
+
+    async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
+        let r = self.inner.delete(doc_id, rev).await;
+        self.invalidate();
+        r
+    }
+
+    async fn list(&self, query: &EntityQuery) -> Result<Vec<Entity>> {
+        self.inner.list(query).await
+    }
+
+    async fn count(&self, query: &EntityQuery) -> Result<u64> {
+        self.inner.count(query).await
+    }
+}
+
+#[async_trait]
+impl<S: ActivationStore> ActivationStore for CachedStore<S> {
+    async fn store_batch(&self, records: &[Activation]) -> Result<()> {
+        self.inner.store_batch(records).await
+    }
+
+    async fn get_activation(&self, ns: &str, id: &ActivationId) -> Result<Option<Activation>> {
+        self.inner.get_activation(ns, id).await
+    }
+
+    async fn list_activations(&self, q: &ActivationQuery) -> Result<Vec<Activation>> {
+        self.inner.list_activations(q).await
+    }
+
+    async fn count_activations(&self, q: &ActivationQuery) -> Result<u64> {
+        self.inner.count_activations(q).await
+    }
+}
+
+#[async_trait]
+impl<S: AuthStore> AuthStore for CachedStore<S> {
+    async fn namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>> {
+        self.inner.namespace_by_uuid(uuid).await
+    }
+
+    async fn namespace_by_name(&self, ns: &str) -> Result<Option<NamespaceRecord>> {
+        self.inner.namespace_by_name(ns).await
+    }
+
+    async fn create_namespace(&self, s: &str, ns: &EntityName, k: &AuthKey) -> Result<()> {
+        self.inner.create_namespace(s, ns, k).await
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>> {
+        self.inner.list_namespaces().await
+    }
+
+    async fn delete_namespace(&self, ns: &str) -> Result<bool> {
+        self.inner.delete_namespace(ns).await
+    }
+
+    async fn set_blocked(&self, subject: &str, blocked: bool) -> Result<u64> {
+        self.inner.set_blocked(subject, blocked).await
+    }
+
+    async fn set_limits(&self, ns: &str, limits: &UserLimits) -> Result<()> {
+        self.inner.set_limits(ns, limits).await
+    }
+}
