@@ -116,7 +116,7 @@ impl ListOptions {
             Some(n) if n >= 0 => n as u64,
             Some(n) => {
                 return Err(ApiError::bad(format!(
-                    "The value '{n}' is not a positive integer for {collection}."
+                    "The value '{n}' is not greater than or equal to 0 for {collection}."
                 )));
             }
         };
@@ -146,7 +146,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parses a JSON body. Empty bodies yield `None` whatever the content type; a non-empty body
-/// must be declared `application/json` (415 otherwise) and parse into `T` (400 otherwise).
+/// must be declared `application/json` (415 otherwise), be a JSON object and parse into `T`
+/// (400 otherwise). Every body OpenWhisk accepts is an object; serde alone would also read a
+/// struct from an array.
 pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<Option<T>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -154,9 +156,16 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiR
     if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(body)
+    let malformed = |e: &dyn std::fmt::Display| {
+        ApiError::bad(format!("The request content was malformed:\n{e}"))
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+    if !value.is_object() {
+        return Err(malformed(&"expected a JSON object"));
+    }
+    serde_json::from_value(value)
         .map(Some)
-        .map_err(|e| ApiError::bad(format!("The request content was malformed:\n{e}")))
+        .map_err(|e| malformed(&e))
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct Invocation {
     pub payload: Map<String, Value>,
     pub received_at_ms: u64,
     pub permit: Option<Permit>,
+    /// The event that caused this invocation (a trigger fire): its activation id and the
+    /// `causedBy` annotation value.
+    pub caused_by: Option<(ActivationId, &'static str)>,
 }
 
 impl Invocation {
@@ -80,6 +83,7 @@ impl Invocation {
             payload,
             received_at_ms,
             permit: Some(permit),
+            caused_by: None,
         })
     }
 }
@@ -97,10 +101,17 @@ impl Controller {
         self.tasks.spawn(
             async move {
                 let permit = inv.permit.take();
-                let activation = match &inv.resolved.action.exec {
-                    Exec::Sequence { .. } => crate::sequence::run_topmost(&state, &inv).await,
-                    _ => state.run_primitive(job_of(&inv, None)).await,
+                let composition = matches!(inv.resolved.action.exec, Exec::Sequence { .. })
+                    || inv.resolved.action.is_conductor();
+                let mut activation = if composition {
+                    crate::sequence::run_topmost(&state, &inv).await
+                } else {
+                    state.run_primitive(job_of(&inv, None)).await
                 };
+                if let Some((cause, by)) = inv.caused_by {
+                    activation.cause = Some(cause);
+                    activation.annotations.set("causedBy", Value::from(by));
+                }
                 drop(permit);
                 if inv.identity.limits.store_activations != Some(false) {
                     state.record(activation.clone()).await;

@@ -8,9 +8,11 @@
 
 pub mod auth;
 pub mod bootstrap;
+mod conductor;
 mod entitlement;
 pub mod error;
 mod extract;
+mod fire;
 mod invocation;
 mod middleware;
 mod recorder;
@@ -18,6 +20,7 @@ mod resolve;
 mod routes;
 mod sequence;
 mod throttle;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +71,7 @@ pub struct Controller {
     /// Runs primitive activations; `None` answers every activation with a whisk error.
     invoker: Option<Arc<Invoker>>,
     pub(crate) recorder: Arc<recorder::Recorder>,
-    throttles: throttle::Throttles,
+    pub(crate) throttles: throttle::Throttles,
     /// Activations in flight, drained on shutdown.
     tasks: TaskTracker,
 }

@@ -13,6 +13,11 @@ use crate::error::{ErrorMessage, NOT_AUTHORIZED, NOT_FOUND};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const ACTIVATION_ID: HeaderName = HeaderName::from_static("x-openwhisk-activation-id");
 
+/// Marks a response whose body and headers come from an action (web actions): the middleware
+/// must not replace its body, even for an error status.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionResponse;
+
 /// The transaction id of a request, available to handlers as an extension.
 #[derive(Debug, Clone)]
 pub struct TransactionId(pub String);
@@ -61,7 +66,8 @@ pub async fn api(mut req: Request, next: Next) -> Response {
 fn finish(res: &mut Response, tid: &str, cors: bool) {
     let status = res.status();
     let message = res.extensions_mut().remove::<ErrorMessage>();
-    if status.is_client_error() || status.is_server_error() {
+    let from_action = res.extensions().get::<ActionResponse>().is_some();
+    if (status.is_client_error() || status.is_server_error()) && !from_action {
         let needs_body = message.is_some()
             || !res.headers().contains_key(header::CONTENT_TYPE)
             || res

@@ -1,6 +1,7 @@
-//! Sequences (wire spec §5.1), run by the controller: each step's result is the next step's
-//! input; the first failing step ends the sequence; every step has its own record whose `cause`
-//! is the sequence's activation id.
+//! Compositions, run by the controller: sequences (wire spec §5.1) — each step's result is the
+//! next step's input, the first failing step ends the sequence — and conductor actions (§5.2),
+//! whose results name the next step. Every step has its own record whose `cause` is the
+//! composition's activation id.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,20 +17,83 @@ use crate::Controller;
 use crate::invocation::Invocation;
 use crate::resolve::ResolvedAction;
 
-/// State shared by every level of one topmost sequence.
-struct Run<'a> {
-    inv: &'a Invocation,
+/// State shared by every level of one topmost composition.
+pub(crate) struct Run<'a> {
+    pub(crate) inv: &'a Invocation,
     /// Atomic actions run so far (bounded by the sequence length limit).
     atomic: AtomicU64,
+    /// Conductor invocations so far (bounded by twice the limit plus one).
+    pub(crate) conductor_steps: AtomicU64,
 }
 
+/// Runs a sequence or conductor action invoked by a client.
 pub async fn run_topmost(state: &Arc<Controller>, inv: &Invocation) -> Activation {
     let run = Run {
         inv,
         atomic: AtomicU64::new(0),
+        conductor_steps: AtomicU64::new(0),
     };
+    if inv.resolved.action.is_conductor() {
+        let input = inv.args.clone();
+        return crate::conductor::run_conductor(
+            state,
+            &run,
+            &inv.resolved,
+            inv.activation_id,
+            None,
+            input,
+        )
+        .await;
+    }
     let input = Value::Object(inv.payload.clone());
     run_sequence(state, &run, &inv.resolved, inv.activation_id, None, input).await
+}
+
+/// Runs one step of a composition of any kind and returns its record (stored already for
+/// primitives and nested compositions).
+pub(crate) fn run_step<'a>(
+    state: &'a Arc<Controller>,
+    run: &'a Run<'a>,
+    resolved: &'a ResolvedAction,
+    cause: ActivationId,
+    input: Value,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Activation, ActivationResponse>> + Send + 'a>,
+> {
+    Box::pin(async move {
+        let step_id = ActivationId::generate();
+        match &resolved.action.exec {
+            Exec::Sequence { .. } => {
+                Ok(run_sequence(state, run, resolved, step_id, Some(cause), input).await)
+            }
+            _ if resolved.action.is_conductor() => {
+                let args = merge_input(resolved, &input);
+                Ok(crate::conductor::run_conductor(
+                    state,
+                    run,
+                    resolved,
+                    step_id,
+                    Some(cause),
+                    args,
+                )
+                .await)
+            }
+            _ => {
+                if run.atomic.fetch_add(1, Ordering::Relaxed) + 1
+                    > state.config.limits.sequence_max_length
+                {
+                    return Err(ActivationResponse::error(
+                        StatusCode::ApplicationError,
+                        "Too many actions in the sequence.",
+                    ));
+                }
+                let job = step_job(run.inv, resolved, step_id, cause, &input);
+                let a = state.run_primitive(job).await;
+                state.record(a.clone()).await;
+                Ok(a)
+            }
+        }
+    })
 }
 
 /// Runs one (possibly nested) sequence and returns its record; component records are stored
@@ -61,25 +125,11 @@ fn run_sequence<'a>(
                 }
             };
             max_memory = max_memory.max(resolved.action.limits.memory);
-            let step_id = ActivationId::generate();
-            let step = match &resolved.action.exec {
-                Exec::Sequence { .. } => {
-                    run_sequence(state, run, &resolved, step_id, Some(id), input.clone()).await
-                }
-                _ => {
-                    if run.atomic.fetch_add(1, Ordering::Relaxed) + 1
-                        > state.config.limits.sequence_max_length
-                    {
-                        response = ActivationResponse::error(
-                            StatusCode::ApplicationError,
-                            "Too many actions in the sequence.",
-                        );
-                        break;
-                    }
-                    let job = step_job(run.inv, &resolved, step_id, id, &input);
-                    let a = state.run_primitive(job).await;
-                    state.record(a.clone()).await;
-                    a
+            let step = match run_step(state, run, &resolved, id, input.clone()).await {
+                Ok(a) => a,
+                Err(resp) => {
+                    response = resp;
+                    break;
                 }
             };
             ids.push(Value::from(step.activation_id.to_string()));
@@ -141,7 +191,7 @@ fn run_sequence<'a>(
 }
 
 /// Resolves a component and checks the caller may run it.
-async fn resolve_component(
+pub(crate) async fn resolve_component(
     state: &Controller,
     run: &Run<'_>,
     component: &FullyQualifiedName,
@@ -171,14 +221,9 @@ async fn resolve_component(
         .map_err(|_| missing())
 }
 
-fn step_job(
-    inv: &Invocation,
-    resolved: &ResolvedAction,
-    id: ActivationId,
-    cause: ActivationId,
-    input: &Value,
-) -> Job {
-    let args = match input {
+/// A component's own parameters under its input (arrays pass as they are).
+pub(crate) fn merge_input(resolved: &ResolvedAction, input: &Value) -> Value {
+    match input {
         Value::Object(m) => {
             let mut args = resolved.merged_params().to_object();
             for (k, v) in m {
@@ -187,7 +232,17 @@ fn step_job(
             Value::Object(args)
         }
         other => other.clone(),
-    };
+    }
+}
+
+pub(crate) fn step_job(
+    inv: &Invocation,
+    resolved: &ResolvedAction,
+    id: ActivationId,
+    cause: ActivationId,
+    input: &Value,
+) -> Job {
+    let args = merge_input(resolved, input);
     Job {
         activation_id: id,
         transaction_id: inv.transaction_id.clone(),

@@ -131,6 +131,7 @@ impl Throttles {
     }
 
     /// Activations in flight in a namespace.
+    #[cfg(test)]
     pub fn in_flight(&self, namespace: &str) -> u32 {
         self.state
             .lock()

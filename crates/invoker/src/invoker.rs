@@ -17,9 +17,10 @@ use crate::config::InvokerConfig;
 use crate::container::{Container, ContainerFactory, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::logs::LogHub;
-use crate::pool::{PoolState, State, StemConfig};
+use crate::pool::{PoolState, State};
 use crate::process::ProcessFactory;
 use crate::runtime::Runtimes;
+use crate::stems::stem_configs;
 
 /// How long a stem cell may take to accept connections.
 const STEM_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -308,7 +309,12 @@ impl Invoker {
             }
             let now = std::time::Instant::now();
             let (grace, idle) = (self.config.pause_grace, self.config.idle_timeout);
-            let (to_pause, to_destroy) = self.pool.lock().sweep(now, grace, idle);
+            let (to_pause, to_destroy) = {
+                let mut p = self.pool.lock();
+                let (pause, mut destroy) = p.sweep(now, grace, idle);
+                destroy.extend(p.shrink_stems(now));
+                (pause, destroy)
+            };
             if !to_destroy.is_empty() {
                 tracing::debug!(count = to_destroy.len(), "destroying idle containers");
                 for h in &to_destroy {
@@ -329,30 +335,6 @@ impl Invoker {
             self.refill_stems();
         }
     }
-}
-
-fn stem_configs(manifest: &RuntimeManifest, runtimes: &Runtimes) -> Vec<StemConfig> {
-    let mut out = Vec::new();
-    for k in manifest.kinds() {
-        if !runtimes.get(&k.kind).is_some_and(|r| r.launch.is_ok()) {
-            continue;
-        }
-        for s in &k.stem_cells {
-            let (max, increment) = s
-                .reactive
-                .as_ref()
-                .map_or((s.initial_count, 0), |r| (r.max_count, r.increment));
-            out.push(StemConfig {
-                kind: k.kind.clone(),
-                memory: s.memory_mb(),
-                desired: s.initial_count,
-                max: max.max(s.initial_count),
-                increment,
-                failures: 0,
-            });
-        }
-    }
-    out
 }
 
 /// Awaits the futures one after the other (kills are quick; no `futures` dependency).

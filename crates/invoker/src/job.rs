@@ -293,7 +293,7 @@ pub fn build_activation(
         cause: job.cause,
         response,
         logs,
-        version: a.version.clone(),
+        version: a.version,
         publish: a.publish,
         annotations: Parameters(ann),
     }

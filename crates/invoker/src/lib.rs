@@ -14,6 +14,7 @@ mod client;
 mod config;
 mod container;
 mod error;
+mod exchange;
 mod invoker;
 mod job;
 mod logs;
@@ -21,6 +22,7 @@ mod pool;
 mod process;
 mod run;
 mod runtime;
+mod stems;
 mod zip;
 
 pub use config::{InvokerConfig, default_user_memory_mb};

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use crate::stems::StemConfig;
+
 /// Identity of the containers an activation may reuse: invoking namespace, action path and
 /// version, exec and limits.
 pub type PoolKey = std::sync::Arc<str>;
@@ -34,17 +36,6 @@ pub struct Entry<C> {
     pub memory: u64,
     pub handle: Option<C>,
     pub state: State,
-}
-
-/// Stem cell configuration and its adaptive target count.
-#[derive(Debug, Clone)]
-pub struct StemConfig {
-    pub kind: String,
-    pub memory: u64,
-    pub desired: u32,
-    pub max: u32,
-    pub increment: u32,
-    pub failures: u32,
 }
 
 /// Where an activation goes.
@@ -129,7 +120,7 @@ impl<C: Clone> PoolState<C> {
             if let Some(evicted) = self.make_room(d.memory) {
                 self.used += d.memory;
                 self.counters.cold_starts += 1;
-                self.grow_stems(d.kind, d.memory);
+                self.grow_stems(d.kind, d.memory, now);
                 return Placement::Cold { evicted };
             }
         }
@@ -239,16 +230,6 @@ impl<C: Clone> PoolState<C> {
         Some(out)
     }
 
-    fn grow_stems(&mut self, kind: &str, memory: u64) {
-        if let Some(s) = self
-            .stems
-            .iter_mut()
-            .find(|s| s.kind == kind && s.memory == memory)
-        {
-            s.desired = (s.desired + s.increment).min(s.max).max(s.desired);
-        }
-    }
-
     /// A cold start could not start its container: give the memory back.
     pub fn cancel_cold(&mut self, memory: u64) {
         self.used = self.used.saturating_sub(memory);
@@ -323,73 +304,6 @@ impl<C: Clone> PoolState<C> {
         while let Some(tx) = self.queue.pop_front() {
             if tx.send(()).is_ok() {
                 return;
-            }
-        }
-    }
-
-    /// Reserves memory for the stem cells that are missing; returns `(id, kind, memory)` of each
-    /// one to start. Never competes with queued activations.
-    pub fn stems_to_start(&mut self) -> Vec<(u64, String, u64)> {
-        let mut out = Vec::new();
-        if !self.queue.is_empty() {
-            return out;
-        }
-        for si in 0..self.stems.len() {
-            let s = self.stems[si].clone();
-            if s.failures >= 3 {
-                continue;
-            }
-            let have = self
-                .entries
-                .iter()
-                .filter(|e| {
-                    matches!(e.state, State::Starting | State::Prewarmed)
-                        && e.kind == s.kind
-                        && e.memory == s.memory
-                })
-                .count() as u32;
-            for _ in have..s.desired {
-                if self.used + s.memory > self.capacity {
-                    return out;
-                }
-                let id = self.next_id();
-                self.used += s.memory;
-                self.entries.push(Entry {
-                    id,
-                    kind: s.kind.clone(),
-                    memory: s.memory,
-                    handle: None,
-                    state: State::Starting,
-                });
-                out.push((id, s.kind.clone(), s.memory));
-            }
-        }
-        out
-    }
-
-    /// A stem cell is ready (`Some`) or failed to start (`None`).
-    pub fn stem_started(&mut self, id: u64, handle: Option<C>) -> bool {
-        let Some(i) = self.entries.iter().position(|e| e.id == id) else {
-            return false;
-        };
-        match handle {
-            Some(h) => {
-                self.entries[i].handle = Some(h);
-                self.entries[i].state = State::Prewarmed;
-                true
-            }
-            None => {
-                let kind = self.entries[i].kind.clone();
-                let mem = self.entries[i].memory;
-                if let Some(s) = self
-                    .stems
-                    .iter_mut()
-                    .find(|s| s.kind == kind && s.memory == mem)
-                {
-                    s.failures += 1;
-                }
-                self.remove(id);
-                false
             }
         }
     }
@@ -471,17 +385,6 @@ mod tests {
             key: k,
             kind: "nodejs:20",
             memory,
-        }
-    }
-
-    fn stem(desired: u32, max: u32) -> StemConfig {
-        StemConfig {
-            kind: "nodejs:20".into(),
-            memory: 256,
-            desired,
-            max,
-            increment: 1,
-            failures: 0,
         }
     }
 
@@ -592,34 +495,6 @@ mod tests {
             p.place(&demand(&a, 256), false, now),
             Placement::Warm { .. }
         ));
-    }
-
-    #[test]
-    fn stem_cells_fill_capacity_are_taken_and_grow_on_cold_starts() {
-        let now = Instant::now();
-        let mut p = PoolState::<u32>::new(1024, 10, vec![stem(2, 3)]);
-        let todo = p.stems_to_start();
-        assert_eq!(todo.len(), 2);
-        assert!(p.stems_to_start().is_empty(), "starting ones count");
-        assert!(p.stem_started(todo[0].0, Some(10)));
-        assert!(!p.stem_started(todo[1].0, None));
-        let a = key("a");
-        match p.place(&demand(&a, 256), false, now) {
-            Placement::Prewarm { handle, .. } => assert_eq!(handle, 10),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(p.counters.prewarm_hits, 1);
-        // No stem cell left: cold start, which raises the target to 3.
-        assert!(matches!(
-            p.place(&demand(&key("b"), 256), false, now),
-            Placement::Cold { .. }
-        ));
-        assert_eq!(p.stems[0].desired, 3);
-        assert_eq!(
-            p.stems_to_start().len(),
-            2,
-            "capacity 1024 - 512 used leaves room for 2"
-        );
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use brisk_model::{Activation, ActivationResponse, Exec, StatusCode, now_millis};
+
 use tracing::Instrument;
 
 use crate::invoker::{Handle, Invoker};
-use crate::job::{self, CodeRef, Job, MAX_RESULT, RunFacts};
+use crate::job::{self, Job, RunFacts};
 use crate::logs::{self, Stream};
 use crate::pool::{Demand, Placement, PoolKey};
 
@@ -53,11 +54,8 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// Outcome of init + run before logs are attached.
-struct Outcome {
-    response: ActivationResponse,
-    facts: RunFacts,
-}
+/// How often an activation may move on after a container refused it.
+const MAX_PLACEMENTS: u32 = 3;
 
 impl Invoker {
     /// Runs one activation to completion. Always returns a record: platform failures become
@@ -123,7 +121,9 @@ impl Invoker {
             memory,
         };
         let mut retry = false;
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             if self.shutting_down.load(Ordering::SeqCst) {
                 return whisk_error(job, "The invoker is shutting down.");
             }
@@ -154,17 +154,27 @@ impl Invoker {
                             continue;
                         }
                     }
-                    return self.execute(job, lease, false).await;
+                    match self
+                        .execute(job, lease, false, attempts < MAX_PLACEMENTS)
+                        .await
+                    {
+                        Some(a) => return a,
+                        None => continue,
+                    }
                 }
                 Placement::Prewarm { id, handle } => {
-                    self.refill_stems();
                     let lease = Lease {
                         inv: self,
                         id,
                         slot: handle,
                         armed: true,
                     };
-                    return self.execute(job, lease, true).await;
+                    let act = self.execute(job, lease, true, false).await;
+                    // The replacement starts after the hit so that it does not compete with it.
+                    self.refill_stems();
+                    return act.unwrap_or_else(|| {
+                        whisk_error(job, "Failed to provision resources to run the action.")
+                    });
                 }
                 Placement::Cold { evicted } => {
                     self.destroy_later(evicted);
@@ -219,16 +229,33 @@ impl Invoker {
             slot,
             armed: true,
         };
-        self.execute(job, lease, true).await
+        self.execute(job, lease, true, false)
+            .await
+            .unwrap_or_else(|| whisk_error(job, "Failed to provision resources to run the action."))
     }
 
     /// `/init` (when `init`), `/run`, logs, and the container back to the pool or destroyed.
-    async fn execute(&self, job: &Job, lease: Lease<'_>, init: bool) -> Activation {
+    /// `None` when the container refused the run (503) and `may_move` allows another try.
+    async fn execute(
+        &self,
+        job: &Job,
+        lease: Lease<'_>,
+        init: bool,
+        may_move: bool,
+    ) -> Option<Activation> {
         tracing::Span::current().record("container_id", lease.slot.container.name());
         let limits = job.action.limits;
         let log_limit = (limits.logs * MB) as usize;
         let ticket = lease.slot.logs.register(job.activation_id, log_limit);
         let out = self.init_and_run(job, &lease.slot, init).await;
+        if out.retry_elsewhere && may_move {
+            tracing::debug!("container is shutting down; placing the activation again");
+            ticket.discard();
+            let slot = lease.slot.clone();
+            lease.give_back(false);
+            self.destroy(&slot).await;
+            return None;
+        }
         let keep = matches!(
             out.response.status_code,
             StatusCode::Success | StatusCode::ApplicationError
@@ -274,122 +301,7 @@ impl Invoker {
             };
             lines.push(logs::entry(Stream::Stderr, marker));
         }
-        job::build_activation(job, out.response, lines, out.facts)
-    }
-
-    async fn init_and_run(&self, job: &Job, slot: &Handle, init: bool) -> Outcome {
-        let limits = job.action.limits;
-        let timeout = Duration::from_millis(limits.timeout);
-        let start_ms = now_millis();
-        let mut facts = RunFacts {
-            start_ms,
-            ..RunFacts::default()
-        };
-        let fail = |facts: RunFacts, msg: String| Outcome {
-            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
-            facts: RunFacts {
-                end_ms: now_millis(),
-                ..facts
-            },
-        };
-        if init {
-            let t0 = std::time::Instant::now();
-            let body = match self.init_body(job, slot, start_ms + limits.timeout).await {
-                Ok(b) => b,
-                Err(msg) => return fail(facts, msg),
-            };
-            let res =
-                tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
-            facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
-            match res {
-                Err(_) => {
-                    facts.timeout = true;
-                    return fail(facts, job::timeout_message(limits.timeout, true));
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "init exchange failed");
-                    return fail(
-                        facts,
-                        "The action did not initialize and exited unexpectedly.".into(),
-                    );
-                }
-                Ok(Ok(resp)) => {
-                    if let Err(response) = job::classify_init(&resp) {
-                        return Outcome {
-                            response,
-                            facts: RunFacts {
-                                end_ms: now_millis(),
-                                ..facts
-                            },
-                        };
-                    }
-                }
-            }
-        }
-        let deadline = now_millis() + limits.timeout;
-        let body = job::run_body(job, deadline);
-        let res = tokio::time::timeout(timeout, slot.client.post("/run", body, MAX_RESULT)).await;
-        match res {
-            Err(_) => {
-                facts.timeout = true;
-                fail(facts, job::timeout_message(limits.timeout, false))
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "run exchange failed");
-                fail(
-                    facts,
-                    "The action did not produce a valid response and exited unexpectedly.".into(),
-                )
-            }
-            Ok(Ok(resp)) => Outcome {
-                response: job::classify_run(&resp),
-                facts: RunFacts {
-                    end_ms: now_millis(),
-                    ..facts
-                },
-            },
-        }
-    }
-
-    /// The `/init` body; zipped code is unpacked into the container's directory first.
-    async fn init_body(&self, job: &Job, slot: &Handle, deadline: u64) -> Result<Vec<u8>, String> {
-        let concurrent = job.action.limits.concurrency > 1;
-        let exec = &job.action.exec;
-        match exec.code() {
-            Some(_) if exec.binary() => {
-                let dir = slot.container.dir().join("code");
-                let action = job.action.clone();
-                let target = dir.clone();
-                let unpacked = tokio::task::spawn_blocking(move || {
-                    crate::zip::unpack_base64(action.exec.code().unwrap_or(""), &target)
-                })
-                .await;
-                match unpacked {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        return Err(format!("Initialization has failed due to: {e}"));
-                    }
-                    Err(e) => return Err(format!("Initialization has failed due to: {e}")),
-                }
-                let dir = dir.to_string_lossy();
-                Ok(job::init_body(
-                    job,
-                    CodeRef::Dir(&dir),
-                    deadline,
-                    concurrent,
-                ))
-            }
-            Some(code) => Ok(job::init_body(
-                job,
-                CodeRef::Inline {
-                    code,
-                    binary: false,
-                },
-                deadline,
-                concurrent,
-            )),
-            None => Ok(job::init_body(job, CodeRef::None, deadline, concurrent)),
-        }
+        Some(job::build_activation(job, out.response, lines, out.facts))
     }
 }
 

@@ -117,7 +117,7 @@ pub fn check_sizes(
     annotations: Option<&Parameters>,
 ) -> ApiResult<()> {
     let max = state.config.limits.parameter_size;
-    for (field, p) in [("Parameters", parameters), ("Annotations", annotations)] {
+    for (field, p) in [("parameters", parameters), ("annotations", annotations)] {
         if let Some(p) = p {
             let size = p.json_size();
             if size > max {
@@ -131,7 +131,7 @@ pub fn check_sizes(
 }
 
 async fn put(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResult<Response> {
-    require_owner(req, req.namespace.as_str())?;
+    require_owner(req, &fqn.doc_id())?;
     let overwrite = req.query.flag("overwrite", false)?;
     let body: ActionPut = json_body(&req.headers, &req.body)?.unwrap_or_default();
     check_sizes(state, body.parameters.as_ref(), body.annotations.as_ref())?;
@@ -162,7 +162,7 @@ async fn put(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResu
         let (size, max) = (e.code_size(), state.config.limits.exec_size);
         if size > max {
             return Err(ApiError::TooLarge(format!(
-                "Exec larger than allowed: {size} > {max} bytes."
+                "exec larger than allowed: {size} > {max} bytes."
             )));
         }
         check_kind_allowed(req, e.kind())?;
@@ -320,7 +320,7 @@ async fn check_sequence(
 }
 
 async fn delete(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResult<Response> {
-    require_owner(req, req.namespace.as_str())?;
+    require_owner(req, &fqn.doc_id())?;
     if let Some(pkg) = fqn.package()
         && let Some((p, _)) = state.fetch_package(fqn.namespace(), pkg).await?
         && p.binding.is_some()

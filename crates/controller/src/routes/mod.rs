@@ -35,6 +35,7 @@ pub fn router(state: Arc<Controller>) -> Router {
         .route("/api/v1/namespaces/{ns}/{collection}", any(collection))
         .route("/api/v1/namespaces/{ns}/{collection}/", any(collection))
         .route("/api/v1/namespaces/{ns}/{collection}/{*rest}", any(entity))
+        .route("/api/v1/web/{ns}/{*rest}", any(crate::web::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(middleware::api))
         .layer(DefaultBodyLimit::max(crate::MAX_REQUEST_BYTES))

@@ -161,7 +161,7 @@ async fn check_binding(state: &Controller, req: &Req, b: &BindingPut) -> ApiResu
 }
 
 async fn put(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Response> {
-    require_owner(req, req.namespace.as_str())?;
+    require_owner(req, &format!("{}/{name}", req.namespace))?;
     if name.as_str() == "default" {
         return Err(ApiError::bad("Package name 'default' is reserved."));
     }
@@ -246,7 +246,7 @@ async fn put(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Resp
 }
 
 async fn delete(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Response> {
-    require_owner(req, req.namespace.as_str())?;
+    require_owner(req, &format!("{}/{name}", req.namespace))?;
     let force = req.query.flag("force", false)?;
     let (pkg, rev) = state
         .fetch_package(&req.namespace, name)

@@ -1,9 +1,10 @@
 //! `/namespaces/{ns}/triggers/{name}`: triggers (firing comes with the event issue).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use brisk_model::entity::RuleStatus;
 use brisk_model::{
     Collection, Entity, EntityName, EntityPath, FullyQualifiedName, Parameters, SemVer, Trigger,
     now_millis,
@@ -18,6 +19,7 @@ use crate::Controller;
 use crate::entitlement::require_owner;
 use crate::error::{ApiError, ApiResult, CONFLICT_COLLECTION, EXISTS};
 use crate::extract::{ListOptions, json_body};
+use crate::throttle::Rate;
 
 #[derive(Debug, Default, Deserialize)]
 struct TriggerPut {
@@ -60,7 +62,7 @@ pub async fn list(state: &Controller, req: &Req) -> ApiResult<Response> {
     Ok(Json(Value::Array(items)).into_response())
 }
 
-pub async fn handle(state: &Controller, req: &Req, name: EntityName) -> ApiResult<Response> {
+pub async fn handle(state: &Arc<Controller>, req: &Req, name: EntityName) -> ApiResult<Response> {
     require_owner(req, &format!("{}/{name}", req.namespace))?;
     match req.method {
         Method::GET => {
@@ -154,19 +156,45 @@ async fn put(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Resp
     Ok(Json(t.to_json()).into_response())
 }
 
-async fn fire(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Response> {
+async fn fire(state: &Arc<Controller>, req: &Req, name: &EntityName) -> ApiResult<Response> {
     let (t, _) = fetch_trigger(state, &req.namespace, name)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let active = t
-        .rules
-        .iter()
-        .flatten()
-        .any(|(_, link)| link.status == RuleStatus::Active);
-    if !active {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+    let max = state.config.limits.payload_size;
+    if req.body.len() > max {
+        return Err(ApiError::TooLarge(format!(
+            "Request larger than allowed: {} > {max} bytes.",
+            req.body.len()
+        )));
     }
-    Err(ApiError::Unavailable(
-        "Firing triggers with active rules is not available on this server.".into(),
-    ))
+    let payload = match json_body::<Value>(&req.headers, &req.body)? {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "The request content was malformed:\nexpected a JSON object",
+            ));
+        }
+    };
+    let limit = req
+        .identity
+        .limits
+        .fires_per_minute
+        .unwrap_or(state.config.fires_per_minute);
+    state
+        .throttles
+        .check_rate(req.identity.namespace.as_str(), Rate::Fires, limit)?;
+    match crate::fire::fire(
+        state,
+        &req.identity,
+        &t,
+        payload,
+        Some(&req.headers),
+        &req.tid,
+    )
+    .await
+    {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(id) => Ok(super::invoke::accepted(id)),
+    }
 }

@@ -1,0 +1,137 @@
+//! The HTTP exchanges of one activation with its container: `/init` when the container is
+//! fresh, then `/run`, each under the action's time limit, mapped to an activation response.
+
+use std::time::Duration;
+
+use brisk_model::{ActivationResponse, StatusCode, now_millis};
+
+use crate::invoker::{Handle, Invoker};
+use crate::job::{self, CodeRef, Job, MAX_RESULT, RunFacts};
+
+/// Outcome of init + run before logs are attached.
+pub(crate) struct Outcome {
+    pub response: ActivationResponse,
+    pub facts: RunFacts,
+    /// A reused container answered 503 (shutting down): run the activation elsewhere.
+    pub retry_elsewhere: bool,
+}
+
+impl Invoker {
+    pub(crate) async fn init_and_run(&self, job: &Job, slot: &Handle, init: bool) -> Outcome {
+        let limits = job.action.limits;
+        let timeout = Duration::from_millis(limits.timeout);
+        let start_ms = now_millis();
+        let mut facts = RunFacts {
+            start_ms,
+            ..RunFacts::default()
+        };
+        let fail = |facts: RunFacts, msg: String| Outcome {
+            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
+            facts: RunFacts {
+                end_ms: now_millis(),
+                ..facts
+            },
+            retry_elsewhere: false,
+        };
+        if init {
+            let t0 = std::time::Instant::now();
+            let body = match self.init_body(job, slot, start_ms + limits.timeout).await {
+                Ok(b) => b,
+                Err(msg) => return fail(facts, msg),
+            };
+            let res =
+                tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
+            facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
+            match res {
+                Err(_) => {
+                    facts.timeout = true;
+                    return fail(facts, job::timeout_message(limits.timeout, true));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "init exchange failed");
+                    return fail(
+                        facts,
+                        "The action did not initialize and exited unexpectedly.".into(),
+                    );
+                }
+                Ok(Ok(resp)) => {
+                    if let Err(response) = job::classify_init(&resp) {
+                        return Outcome {
+                            response,
+                            facts: RunFacts {
+                                end_ms: now_millis(),
+                                ..facts
+                            },
+                            retry_elsewhere: false,
+                        };
+                    }
+                }
+            }
+        }
+        let deadline = now_millis() + limits.timeout;
+        let body = job::run_body(job, deadline);
+        let res = tokio::time::timeout(timeout, slot.client.post("/run", body, MAX_RESULT)).await;
+        match res {
+            Err(_) => {
+                facts.timeout = true;
+                fail(facts, job::timeout_message(limits.timeout, false))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "run exchange failed");
+                fail(
+                    facts,
+                    "The action did not produce a valid response and exited unexpectedly.".into(),
+                )
+            }
+            Ok(Ok(resp)) => Outcome {
+                response: job::classify_run(&resp),
+                facts: RunFacts {
+                    end_ms: now_millis(),
+                    ..facts
+                },
+                retry_elsewhere: resp.status == 503 && !init,
+            },
+        }
+    }
+
+    /// The `/init` body; zipped code is unpacked into the container's directory first.
+    async fn init_body(&self, job: &Job, slot: &Handle, deadline: u64) -> Result<Vec<u8>, String> {
+        let concurrent = job.action.limits.concurrency > 1;
+        let exec = &job.action.exec;
+        match exec.code() {
+            Some(_) if exec.binary() => {
+                let dir = slot.container.dir().join("code");
+                let action = job.action.clone();
+                let target = dir.clone();
+                let unpacked = tokio::task::spawn_blocking(move || {
+                    crate::zip::unpack_base64(action.exec.code().unwrap_or(""), &target)
+                })
+                .await;
+                match unpacked {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return Err(format!("Initialization has failed due to: {e}"));
+                    }
+                    Err(e) => return Err(format!("Initialization has failed due to: {e}")),
+                }
+                let dir = dir.to_string_lossy();
+                Ok(job::init_body(
+                    job,
+                    CodeRef::Dir(&dir),
+                    deadline,
+                    concurrent,
+                ))
+            }
+            Some(code) => Ok(job::init_body(
+                job,
+                CodeRef::Inline {
+                    code,
+                    binary: false,
+                },
+                deadline,
+                concurrent,
+            )),
+            None => Ok(job::init_body(job, CodeRef::None, deadline, concurrent)),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Per-container cgroups on cgroup v1 (one directory per controller) or v2 (one unified
+//! directory), under `brisk/<instance>/<container>` in each hierarchy.
+//!
+//! **Architecture Invariant:** every cgroup this crate creates lives below
+//! `<hierarchy>/brisk/<instance>`, so start-up cleanup and shutdown can find all of them (and
+//! nothing else) by walking that directory.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::shares_to_weight;
+use crate::error::{Error, Result};
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// v1 controllers a container gets a directory in.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "freezer"];
+
+/// Which cgroup layout the machine has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// One directory per controller: `<root>/<controller>`.
+    V1 { root: PathBuf, memsw: bool },
+    /// The unified hierarchy mounted at `root`, with memory, pids and cpu delegated.
+    V2 { root: PathBuf },
+}
+
+/// Limits of one container's cgroup.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub pids_max: u64,
+    pub cpu_shares: u64,
+}
+
+impl Hierarchy {
+    /// Looks at `/sys/fs/cgroup`: a pure v2 mount has `cgroup.controllers` at its root;
+    /// otherwise the v1 controllers must all be mounted (hybrid layouts use v1).
+    pub fn detect() -> Result<Self> {
+        let root = PathBuf::from(ROOT);
+        if root.join("cgroup.controllers").exists() {
+            let have = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+            for c in ["memory", "pids", "cpu"] {
+                if !have.split_whitespace().any(|h| h == c) {
+                    return Err(Error::NoCgroups(format!(
+                        "cgroup v2 lacks the {c} controller"
+                    )));
+                }
+            }
+            return Ok(Hierarchy::V2 { root });
+        }
+        for c in V1_CONTROLLERS {
+            if !root.join(c).join("cgroup.procs").exists() {
+                return Err(Error::NoCgroups(format!(
+                    "cgroup v1 controller {c} is not mounted at {}",
+                    root.join(c).display()
+                )));
+            }
+        }
+        let memsw = root.join("memory/memory.memsw.limit_in_bytes").exists();
+        Ok(Hierarchy::V1 { root, memsw })
+    }
+
+    /// `brisk/<instance>` directories (one per v1 controller, one on v2).
+    pub fn instance_dirs(&self, instance: &str) -> Vec<PathBuf> {
+        let rel = Path::new("brisk").join(instance);
+        match self {
+            Hierarchy::V1 { root, .. } => V1_CONTROLLERS
+                .iter()
+                .map(|c| root.join(c).join(&rel))
+                .collect(),
+            Hierarchy::V2 { root } => vec![root.join(rel)],
+        }
+    }
+
+    /// Creates the instance directories (and on v2 delegates the controllers down to them).
+    pub fn prepare(&self, instance: &str) -> Result<()> {
+        if let Hierarchy::V2 { root } = self {
+            let mut dir = root.clone();
+            for part in ["brisk", instance] {
+                write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+                dir = dir.join(part);
+                mkdir(&dir)?;
+            }
+            write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+            return Ok(());
+        }
+        for d in self.instance_dirs(instance) {
+            fs::create_dir_all(&d).map_err(|e| Error::io("create cgroup", &d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a container's cgroup with its limits.
+    pub fn create(&self, instance: &str, name: &str, limits: Limits) -> Result<Cgroup> {
+        let dirs: Vec<PathBuf> = self
+            .instance_dirs(instance)
+            .into_iter()
+            .map(|d| d.join(name))
+            .collect();
+        let cg = Cgroup {
+            hierarchy: self.clone(),
+            dirs,
+        };
+        for d in &cg.dirs {
+            mkdir(d)?;
+        }
+        if let Err(e) = cg.set_limits(limits) {
+            cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// Kills and removes every cgroup below `brisk/<instance>` (left by a crash or a
+    /// shutdown that did not finish). Returns how many containers it found.
+    pub fn cleanup_instance(&self, instance: &str) -> usize {
+        let mut names = std::collections::BTreeSet::new();
+        for d in self.instance_dirs(instance) {
+            if let Ok(entries) = fs::read_dir(&d) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        names.insert(e.file_name());
+                    }
+                }
+            }
+        }
+        for name in &names {
+            let cg = Cgroup {
+                hierarchy: self.clone(),
+                dirs: self
+                    .instance_dirs(instance)
+                    .into_iter()
+                    .map(|d| d.join(name))
+                    .filter(|d| d.exists())
+                    .collect(),
+            };
+            cg.kill_all();
+            cg.remove();
+        }
+        names.len()
+    }
+
+    /// Removes the (empty) instance directories.
+    pub fn remove_instance(&self, instance: &str) {
+        for d in self.instance_dirs(instance) {
+            let _ = fs::remove_dir(&d);
+            if let Some(parent) = d.parent() {
+                // Only succeeds when no other instance is left.
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+/// One container's cgroup (a directory per v1 controller, or one v2 directory).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    hierarchy: Hierarchy,
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// The `cgroup.procs` files a process writes its pid to in order to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    fn dir(&self, controller: &str) -> &Path {
+        match &self.hierarchy {
+            Hierarchy::V2 { .. } => &self.dirs[0],
+            Hierarchy::V1 { .. } => {
+                let i = V1_CONTROLLERS
+                    .iter()
+                    .position(|c| *c == controller)
+                    .unwrap_or(0);
+                &self.dirs[i.min(self.dirs.len().saturating_sub(1))]
+            }
+        }
+    }
+
+    fn set_limits(&self, l: Limits) -> Result<()> {
+        match &self.hierarchy {
+            Hierarchy::V1 { memsw, .. } => {
+                let mem = self.dir("memory");
+                write(
+                    &mem.join("memory.limit_in_bytes"),
+                    &l.memory_bytes.to_string(),
+                )?;
+                if *memsw {
+                    // Memory plus swap equal to memory: no escape into swap.
+                    write(
+                        &mem.join("memory.memsw.limit_in_bytes"),
+                        &l.memory_bytes.to_string(),
+                    )?;
+                }
+                write(&self.dir("pids").join("pids.max"), &l.pids_max.to_string())?;
+                write(
+                    &self.dir("cpu").join("cpu.shares"),
+                    &l.cpu_shares.to_string(),
+                )?;
+            }
+            Hierarchy::V2 { .. } => {
+                let d = &self.dirs[0];
+                write(&d.join("memory.max"), &l.memory_bytes.to_string())?;
+                if d.join("memory.swap.max").exists() {
+                    write(&d.join("memory.swap.max"), "0")?;
+                }
+                write(&d.join("pids.max"), &l.pids_max.to_string())?;
+                write(
+                    &d.join("cpu.weight"),
+                    &shares_to_weight(l.cpu_shares).to_string(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes every process and waits until the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the cgroup.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let (file, value, done): (PathBuf, &str, Box<dyn Fn(&str) -> bool>) = match &self.hierarchy
+        {
+            Hierarchy::V1 { .. } => (
+                self.dir("freezer").join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+                Box::new(move |s: &str| s.trim() == if frozen { "FROZEN" } else { "THAWED" }),
+            ),
+            Hierarchy::V2 { .. } => (
+                self.dirs[0].join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+                Box::new(move |s: &str| {
+                    s.lines()
+                        .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
+                }),
+            ),
+        };
+        write(&file, value)?;
+        let state = match &self.hierarchy {
+            Hierarchy::V1 { .. } => file.clone(),
+            Hierarchy::V2 { .. } => self.dirs[0].join("cgroup.events"),
+        };
+        // The v1 write returns once freezing started; tasks in uninterruptible sleep can take a
+        // moment. Poll briefly, re-writing as the v1 documentation asks.
+        let start = Instant::now();
+        loop {
+            let now = fs::read_to_string(&state).map_err(|e| Error::io("read", &state, e))?;
+            if done(&now) {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(1) {
+                return Err(Error::io(
+                    "freezer did not settle",
+                    &state,
+                    std::io::Error::from(ErrorKind::TimedOut),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+            write(&file, value)?;
+        }
+    }
+
+    /// How many times the kernel's OOM killer killed a process of this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let (file, key) = match &self.hierarchy {
+            Hierarchy::V1 { .. } => (self.dir("memory").join("memory.oom_control"), "oom_kill"),
+            Hierarchy::V2 { .. } => (self.dirs[0].join("memory.events"), "oom_kill"),
+        };
+        fs::read_to_string(file)
+            .ok()
+            .and_then(|s| parse_counter(&s, key))
+            .unwrap_or(0)
+    }
+
+    /// Pids of the cgroup's processes.
+    pub fn pids(&self) -> Vec<i32> {
+        let file = self.dirs[0].join("cgroup.procs");
+        fs::read_to_string(file)
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// CPU time used by the cgroup's processes, in microseconds (v1 `cpuacct.usage` when
+    /// mounted with cpu, else the v2 `cpu.stat`). `None` when not available.
+    pub fn cpu_usage_us(&self) -> Option<u64> {
+        match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let f = self.dir("cpu").join("cpuacct.usage");
+                fs::read_to_string(f)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(|ns| ns / 1000)
+            }
+            Hierarchy::V2 { .. } => fs::read_to_string(self.dirs[0].join("cpu.stat"))
+                .ok()
+                .and_then(|s| parse_counter(&s, "usage_usec")),
+        }
+    }
+
+    /// SIGKILLs every process; freezes first on v1 so that nothing forks in between.
+    pub fn kill_all(&self) {
+        if let Hierarchy::V2 { .. } = self.hierarchy {
+            let kill = self.dirs[0].join("cgroup.kill");
+            if kill.exists() && write(&kill, "1").is_ok() {
+                return;
+            }
+        }
+        let frozen = self.freeze().is_ok();
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if frozen {
+            // Killed tasks only die once thawed.
+            let _ = self.thaw();
+        }
+    }
+
+    /// Waits (up to `timeout`) for the cgroup to be empty.
+    pub fn wait_empty(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.pids().is_empty() {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Removes the directories (they must be empty of processes). Retries briefly because the
+    /// kernel releases a cgroup a moment after its last process is reaped.
+    pub fn remove(&self) {
+        for d in &self.dirs {
+            let start = Instant::now();
+            loop {
+                match fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) if start.elapsed() > Duration::from_secs(2) => {
+                        tracing::warn!(error = %e, dir = %d.display(), "remove cgroup");
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(500)),
+                }
+            }
+        }
+    }
+
+    /// Whether every directory is gone.
+    pub fn is_removed(&self) -> bool {
+        self.dirs.iter().all(|d| !d.exists())
+    }
+}
+
+fn parse_counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(key))
+            .then(|| it.next().and_then(|v| v.parse().ok()))
+            .flatten()
+    })
+}
+
+fn mkdir(d: &Path) -> Result<()> {
+    match fs::create_dir(d) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io("create cgroup", d, e)),
+    }
+}
+
+fn write(file: &Path, value: &str) -> Result<()> {
+    fs::write(file, value).map_err(|e| Error::io("write cgroup file", file, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_parse() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(parse_counter(v1, "oom_kill"), Some(3));
+        let v2 = "low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_counter(v2, "oom_kill"), Some(1));
+        assert_eq!(parse_counter("usage_usec 123\n", "usage_usec"), Some(123));
+        assert_eq!(parse_counter("", "oom_kill"), None);
+    }
+}

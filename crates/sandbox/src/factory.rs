@@ -1,0 +1,504 @@
+//! The sandbox [`ContainerFactory`]: prepares the cgroup and the private directory, hands the
+//! launcher a [`LaunchSpec`], and drives pause/resume/destroy through the cgroup.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec};
+use parking_lot::Mutex;
+use tokio::process::{Child, Command};
+
+use crate::cgroup::{Cgroup, Hierarchy, Limits};
+use crate::config::{NetworkPolicy, SandboxConfig, cpu_shares};
+use crate::egress::Egress;
+use crate::error::{Error, Result};
+use crate::netns::{Netns, NetnsPool};
+use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
+
+/// Longest path a `sockaddr_un` holds (including the terminating NUL).
+const SUN_PATH_MAX: usize = 107;
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How long destroy waits for the kernel to empty a killed cgroup.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+struct Inner {
+    config: SandboxConfig,
+    hierarchy: Hierarchy,
+    /// Empty directory each sandbox mounts its private root on.
+    root_dir: PathBuf,
+    /// `config.ro_paths`, resolved once.
+    base_mounts: Vec<MountSpec>,
+    pool: Arc<NetnsPool>,
+    egress: Option<Arc<Egress>>,
+    /// Cgroups of containers not yet destroyed, for shutdown.
+    live: Mutex<HashMap<String, Cgroup>>,
+}
+
+/// Starts every container in its own Linux sandbox. Cheap to clone.
+#[derive(Clone)]
+pub struct SandboxFactory {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SandboxFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxFactory")
+            .field("instance", &self.inner.config.instance)
+            .field("hierarchy", &self.inner.hierarchy)
+            .finish()
+    }
+}
+
+impl SandboxFactory {
+    /// Detects the cgroup layout, removes whatever a previous run of the same instance left
+    /// (processes, cgroups), and starts the network namespace pool. Blocking; call once at
+    /// start-up.
+    pub fn new(config: SandboxConfig) -> Result<Self> {
+        if config.launcher.is_empty() {
+            return Err(Error::Config("launcher command is empty".into()));
+        }
+        if config.instance.is_empty() || config.instance.contains('/') {
+            return Err(Error::Config(format!(
+                "instance name `{}` must be non-empty without /",
+                config.instance
+            )));
+        }
+        let hierarchy = Hierarchy::detect()?;
+        let found = hierarchy.cleanup_instance(&config.instance);
+        if found > 0 {
+            tracing::warn!(count = found, instance = %config.instance, "removed leftover sandboxes");
+        }
+        hierarchy.prepare(&config.instance)?;
+        let root_dir = config.state_dir.join("root");
+        std::fs::create_dir_all(&root_dir)
+            .map_err(|e| Error::io("create sandbox state dir", &root_dir, e))?;
+        let egress = match config.network {
+            NetworkPolicy::None => None,
+            NetworkPolicy::Egress => Some(Arc::new(Egress::setup(&config.instance)?)),
+        };
+        let pool = NetnsPool::start(config.netns_pool, egress.clone());
+        let base_mounts = resolve_base_mounts(&config.ro_paths)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                hierarchy,
+                root_dir,
+                base_mounts,
+                pool,
+                egress,
+                live: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The cgroup layout in use.
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.inner.hierarchy
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// [`ContainerFactory::create`] with the concrete container type.
+    pub async fn create_sandbox(
+        &self,
+        spec: &ContainerSpec,
+    ) -> brisk_invoker::Result<(SandboxContainer, ContainerOutput)> {
+        let socket = spec.socket_path();
+        if socket.as_os_str().len() > SUN_PATH_MAX {
+            return Err(brisk_invoker::Error::SocketPathTooLong(socket));
+        }
+        let inner = self.inner.clone();
+        let spec_owned = spec.clone();
+        let (cgroup, launch) = tokio::task::spawn_blocking(move || inner.prepare(&spec_owned))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let netns = if self.inner.egress.is_none() || self.inner.pool.egress() {
+            self.inner.pool.take()
+        } else {
+            None
+        };
+        let launch = LaunchSpec {
+            netns: netns.as_ref().map(Netns::proc_path),
+            ..launch
+        };
+        let json = serde_json::to_string(&launch)
+            .map_err(|e| brisk_invoker::Error::Task(format!("encode launch spec: {e}")))?;
+        let launcher = &self.inner.config.launcher;
+        let mut cmd = Command::new(&launcher[0]);
+        cmd.args(&launcher[1..])
+            .env_clear()
+            .env(SPEC_ENV, json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let container = SandboxContainer {
+            name: spec.name.clone(),
+            dir: spec.dir.clone(),
+            socket,
+            cgroup,
+            child: Mutex::new(None),
+            netns: Mutex::new(netns),
+            factory: self.inner.clone(),
+            destroyed: AtomicBool::new(false),
+            oom_kills: AtomicU64::new(0),
+        };
+        self.inner
+            .live
+            .lock()
+            .insert(spec.name.clone(), container.cgroup.clone());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(source) => {
+                container.destroy().await;
+                return Err(brisk_invoker::Error::Spawn {
+                    kind: spec.kind.clone(),
+                    source,
+                });
+            }
+        };
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            container.destroy().await;
+            return Err(brisk_invoker::Error::ExitedBeforeReady(spec.name.clone()));
+        };
+        *container.child.lock() = Some(child);
+        let output = ContainerOutput {
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+        };
+        Ok((container, output))
+    }
+
+    /// Kills every container still alive, removes all cgroups of this instance and stops the
+    /// network namespace pool. Nothing is left behind afterwards.
+    pub async fn shutdown(&self) {
+        let inner = self.inner.clone();
+        let res = tokio::task::spawn_blocking(move || inner.shutdown_blocking()).await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "sandbox shutdown task failed");
+        }
+    }
+}
+
+impl Inner {
+    /// Creates the private directory and the cgroup; builds the launch spec (without netns).
+    fn prepare(&self, spec: &ContainerSpec) -> Result<(Cgroup, LaunchSpec)> {
+        let c = &self.config;
+        let code = spec.dir.join("code");
+        std::fs::create_dir_all(&code).map_err(|e| Error::io("create container dir", &code, e))?;
+        // The runtime (unprivileged) creates its socket here; nothing else can enter.
+        chown(&spec.dir, Some(c.uid), Some(c.gid))
+            .map_err(|e| Error::io("chown container dir", &spec.dir, e))?;
+        std::fs::set_permissions(&spec.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("chmod container dir", &spec.dir, e))?;
+
+        let interpreter = std::fs::canonicalize(&spec.interpreter)
+            .map_err(|e| Error::io("resolve interpreter", &spec.interpreter, e))?;
+        let proxy = std::fs::canonicalize(&spec.proxy)
+            .map_err(|e| Error::io("resolve proxy", &spec.proxy, e))?;
+        let proxy_dir = proxy.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut mounts = self.base_mounts.clone();
+        for p in [&interpreter, &proxy_dir] {
+            if !covered(&self.base_mounts, p) {
+                let s = utf8(p)?;
+                mounts.push(MountSpec::Ro {
+                    src: s.clone(),
+                    dst: s,
+                });
+            }
+        }
+        let dir = utf8(&spec.dir)?;
+        let code = utf8(&code)?;
+        mounts.push(MountSpec::Rw {
+            src: dir.clone(),
+            dst: dir.clone(),
+        });
+        mounts.push(MountSpec::Ro {
+            src: code.clone(),
+            dst: code,
+        });
+
+        let mut env = vec![
+            ("PATH".to_owned(), BASE_PATH.to_owned()),
+            ("HOME".to_owned(), dir.clone()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("TMPDIR".to_owned(), "/tmp".to_owned()),
+            ("BRISK_SOCKET".to_owned(), utf8(&spec.socket_path())?),
+            ("__OW_API_HOST".to_owned(), spec.api_host.clone()),
+        ];
+        if spec.allow_concurrent {
+            env.push(("__OW_ALLOW_CONCURRENT".to_owned(), "true".to_owned()));
+        }
+        let limits = Limits {
+            memory_bytes: spec.memory_mb.max(4) * 1024 * 1024,
+            pids_max: c.pids_max,
+            cpu_shares: cpu_shares(spec.memory_mb, c.user_memory_mb),
+        };
+        let cgroup = self.hierarchy.create(&c.instance, &spec.name, limits)?;
+        let launch = LaunchSpec {
+            cgroup_procs: cgroup
+                .procs_files()
+                .iter()
+                .map(|p| utf8(p))
+                .collect::<Result<_>>()?,
+            netns: None,
+            root: utf8(&self.root_dir)?,
+            mounts,
+            tmp_bytes: c.tmp_size_mb * 1024 * 1024,
+            uid: c.uid,
+            gid: c.gid,
+            hostname: "sandbox".into(),
+            cwd: dir,
+            argv: vec![utf8(&interpreter)?, utf8(&proxy)?],
+            env,
+        };
+        Ok((cgroup, launch))
+    }
+
+    fn shutdown_blocking(&self) {
+        let live: Vec<Cgroup> = self.live.lock().drain().map(|(_, cg)| cg).collect();
+        for cg in &live {
+            cg.kill_all();
+            cg.wait_empty(KILL_WAIT);
+            cg.remove();
+        }
+        self.hierarchy.cleanup_instance(&self.config.instance);
+        self.hierarchy.remove_instance(&self.config.instance);
+        self.pool.stop();
+        if let Some(eg) = &self.egress {
+            eg.teardown();
+        }
+        let _ = std::fs::remove_dir(&self.root_dir);
+        let _ = std::fs::remove_dir(&self.config.state_dir);
+    }
+}
+
+/// Whether `p` lies in a read-only directory mount of `mounts`.
+fn covered(mounts: &[MountSpec], p: &Path) -> bool {
+    mounts.iter().any(|m| match m {
+        MountSpec::Ro { dst, .. } => p.starts_with(dst) && Path::new(dst).is_dir(),
+        _ => false,
+    })
+}
+
+fn utf8(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NonUtf8Path(p.to_path_buf()))
+}
+
+/// Turns configured paths into mounts: directories that are symbolic links are recreated as
+/// links (`/lib -> usr/lib`), file links are bound from their target, missing paths skipped.
+pub(crate) fn resolve_base_mounts(paths: &[PathBuf]) -> Result<Vec<MountSpec>> {
+    let mut out = Vec::new();
+    let mut sorted: Vec<&PathBuf> = paths.iter().collect();
+    sorted.sort();
+    for p in sorted {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let dst = utf8(p)?;
+        if meta.file_type().is_symlink() {
+            let Ok(resolved) = std::fs::canonicalize(p) else {
+                continue;
+            };
+            if resolved.is_dir() {
+                let target = std::fs::read_link(p).map_err(|e| Error::io("read link", p, e))?;
+                out.push(MountSpec::Symlink {
+                    target: utf8(&target)?,
+                    dst,
+                });
+            } else {
+                out.push(MountSpec::Ro {
+                    src: utf8(&resolved)?,
+                    dst,
+                });
+            }
+        } else {
+            out.push(MountSpec::Ro {
+                src: dst.clone(),
+                dst,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl ContainerFactory for SandboxFactory {
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> brisk_invoker::Result<(Box<dyn Container>, ContainerOutput)> {
+        let (c, out) = self.create_sandbox(spec).await?;
+        Ok((Box::new(c), out))
+    }
+
+    async fn cleanup_leftovers(&self, run_dir: &Path) {
+        let run_dir = run_dir.to_path_buf();
+        let inner = self.inner.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            // Processes first (they hold the directories' sockets), then the directories.
+            let n = inner.hierarchy.cleanup_instance(&inner.config.instance);
+            if n > 0 {
+                tracing::warn!(count = n, "removed leftover sandboxes");
+            }
+            if let Err(e) = inner.hierarchy.prepare(&inner.config.instance) {
+                tracing::warn!(error = %e, "recreate instance cgroups");
+            }
+            let Ok(entries) = std::fs::read_dir(&run_dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                if let Err(e) = removed {
+                    tracing::warn!(error = %e, path = %path.display(), "remove leftover");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "leftover cleanup task failed");
+        }
+    }
+}
+
+/// A running sandbox.
+pub struct SandboxContainer {
+    name: String,
+    dir: PathBuf,
+    socket: PathBuf,
+    cgroup: Cgroup,
+    child: Mutex<Option<Child>>,
+    netns: Mutex<Option<Netns>>,
+    factory: Arc<Inner>,
+    destroyed: AtomicBool,
+    oom_kills: AtomicU64,
+}
+
+impl SandboxContainer {
+    /// Whether the kernel killed a process of this container because it exceeded its memory
+    /// limit. Valid before and after [`Container::destroy`].
+    pub fn oom_killed(&self) -> bool {
+        self.oom_kills.load(Ordering::Acquire) > 0 || self.cgroup.oom_kills() > 0
+    }
+
+    /// Host pids of the container's processes (the launcher included).
+    pub fn pids(&self) -> Vec<i32> {
+        self.cgroup.pids()
+    }
+
+    /// The container's cgroup.
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    /// Waits for the launcher to exit and returns its exit code (128 + signal when killed).
+    pub async fn wait(&self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        let child = self.child.lock().take();
+        let mut child = child?;
+        let status = child.wait().await.ok();
+        *self.child.lock() = Some(child);
+        status.and_then(|s| s.code().or_else(|| s.signal().map(|sig| 128 + sig)))
+    }
+}
+
+/// Waits for a killed cgroup to empty, removes it and recycles the network namespace. Returns
+/// the cgroup's OOM kill count, read before the cgroup disappears.
+fn finish_destroy(cgroup: &Cgroup, factory: &Inner, name: &str, netns: Option<Netns>) -> u64 {
+    cgroup.kill_all();
+    let empty = cgroup.wait_empty(KILL_WAIT);
+    let ooms = cgroup.oom_kills();
+    cgroup.remove();
+    factory.live.lock().remove(name);
+    if let Some(ns) = netns
+        && empty
+    {
+        factory.pool.give_back(ns);
+    }
+    ooms
+}
+
+#[async_trait]
+impl Container for SandboxContainer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn has_exited(&self) -> bool {
+        match self.child.lock().as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Writes the freezer state directly: two small sysfs writes (~0.1 ms) cost less than a
+    /// hop to the blocking pool.
+    async fn pause(&self) -> brisk_invoker::Result<()> {
+        self.cgroup.freeze().map_err(Into::into)
+    }
+
+    async fn resume(&self) -> brisk_invoker::Result<()> {
+        self.cgroup.thaw().map_err(Into::into)
+    }
+
+    async fn destroy(&self) {
+        if self.destroyed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Killing the cgroup kills the launcher too; reap it so that the cgroup empties.
+        let cg = self.cgroup.clone();
+        let _ = tokio::task::spawn_blocking(move || cg.kill_all()).await;
+        let child = self.child.lock().take();
+        if let Some(mut child) = child {
+            let _ = child.start_kill();
+            if let Err(e) = child.wait().await {
+                tracing::warn!(container = %self.name, error = %e, "reap sandbox launcher");
+            }
+        }
+        let (cg, factory, name) = (self.cgroup.clone(), self.factory.clone(), self.name.clone());
+        let netns = self.netns.lock().take();
+        match tokio::task::spawn_blocking(move || finish_destroy(&cg, &factory, &name, netns)).await
+        {
+            Ok(ooms) => self.oom_kills.store(ooms, Ordering::Release),
+            Err(e) => tracing::warn!(container = %self.name, error = %e, "finish destroy"),
+        }
+        if let Err(e) = tokio::fs::remove_dir_all(&self.dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(container = %self.name, error = %e, "remove container dir");
+        }
+    }
+}
+
+impl Drop for SandboxContainer {
+    fn drop(&mut self) {
+        if !self.destroyed.load(Ordering::Acquire) {
+            // Best effort without waiting; shutdown or the next start removes the cgroup.
+            self.cgroup.kill_all();
+        }
+    }
+}

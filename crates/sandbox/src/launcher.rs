@@ -1,0 +1,352 @@
+//! The launcher: a small process spawned by the factory (never forked from the server) that
+//! turns itself into a sandbox and executes the runtime.
+//!
+//! ```text
+//! launcher (host pid ns)            joins the cgroup, the pooled netns; unshares mnt/pid/ipc/uts
+//!  └─ init (pid 1 in the sandbox)   builds the read-only root, pivots into it, reaps zombies
+//!      └─ runtime                   drops to the unprivileged uid, no caps, no_new_privs,
+//!                                   seccomp; execs the interpreter
+//! ```
+//! The outer launcher stays as the factory's child and exits with the runtime's status; if it
+//! is killed, the kernel kills init (parent-death signal) and with it the whole pid namespace.
+#![allow(unsafe_code)] // fork, prctl and close_range have no safe wrappers; each use is below.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execve, fork, pivot_root, sethostname};
+
+use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
+
+/// Exit status of the launcher when the sandbox could not be set up.
+pub const SETUP_FAILED: i32 = 125;
+/// Device nodes bound from the host into `/dev`.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// Entry point of the launcher process: reads the [`LaunchSpec`] from `BRISK_SANDBOX_SPEC`,
+/// builds the sandbox and executes the runtime in it. Never returns; exits with the runtime's
+/// status (128 + signal when it was killed) or [`SETUP_FAILED`] with a message on stderr.
+///
+/// Must be called from a single-threaded process (the first thing `main` does), because it
+/// forks.
+pub fn launcher_main() -> ! {
+    let err = match launch() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("brisk-sandbox: {err}");
+    std::process::exit(SETUP_FAILED)
+}
+
+type Res<T> = Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl std::fmt::Display) -> Res<T> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn launch() -> Res<Infallible> {
+    let raw = ctx(std::env::var(SPEC_ENV), format!("read {SPEC_ENV}"))?;
+    let spec: LaunchSpec = ctx(serde_json::from_str(&raw), "parse launch spec")?;
+    let pid = std::process::id().to_string();
+    for procs in &spec.cgroup_procs {
+        ctx(fs::write(procs, &pid), format_args!("join cgroup {procs}"))?;
+    }
+    match &spec.netns {
+        Some(path) => {
+            let ns = ctx(
+                File::open(path),
+                format_args!("open network namespace {path}"),
+            )?;
+            ctx(
+                setns(&ns, CloneFlags::CLONE_NEWNET),
+                "join network namespace",
+            )?;
+        }
+        None => {
+            ctx(
+                unshare(CloneFlags::CLONE_NEWNET),
+                "create network namespace",
+            )?;
+            ctx(crate::netns::loopback_up(), "bring up loopback")?;
+        }
+    }
+    ctx(
+        unshare(
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWPID
+                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWUTS,
+        ),
+        "create namespaces",
+    )?;
+    // SAFETY: the launcher is single-threaded (documented requirement of `launcher_main`), so
+    // the child may run arbitrary code after fork.
+    match ctx(unsafe { fork() }, "fork sandbox init")? {
+        ForkResult::Parent { child } => exit_like(child),
+        ForkResult::Child => sandbox_init(&spec),
+    }
+}
+
+/// Waits for `child` and exits with its status.
+fn exit_like(child: Pid) -> ! {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => std::process::exit(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(SETUP_FAILED),
+        }
+    }
+}
+
+/// Pid 1 of the sandbox.
+fn sandbox_init(spec: &LaunchSpec) -> Infallible {
+    let res = (|| -> Res<Infallible> {
+        ctx(
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+            "set parent-death signal",
+        )?;
+        build_root(spec)?;
+        ctx(sethostname(&spec.hostname), "set hostname")?;
+        let filters = ctx(crate::seccomp::filters(), "compile seccomp filters")?;
+        // SAFETY: this process is single-threaded (forked from the single-threaded launcher).
+        match ctx(unsafe { fork() }, "fork runtime")? {
+            ForkResult::Parent { child } => reap_until(child),
+            ForkResult::Child => {
+                let e = match exec_runtime(spec, &filters) {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                };
+                eprintln!("brisk-sandbox: {e}");
+                std::process::exit(SETUP_FAILED)
+            }
+        }
+    })();
+    let e = match res {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("brisk-sandbox: {e}");
+    std::process::exit(SETUP_FAILED)
+}
+
+/// Reaps every process of the namespace (orphans are re-parented to pid 1) until the runtime
+/// itself exits, then exits with its status, which ends the namespace.
+fn reap_until(runtime: Pid) -> ! {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => std::process::exit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => {
+                std::process::exit(128 + sig as i32)
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(SETUP_FAILED),
+        }
+    }
+}
+
+fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+fn do_mount(
+    src: Option<&str>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Res<()> {
+    ctx(
+        mount(src, dst, fstype, flags, data),
+        format_args!("mount {} on {}", src.unwrap_or("-"), dst.display()),
+    )
+}
+
+/// Assembles the root file system on a tmpfs at `spec.root` and pivots into it.
+fn build_root(spec: &LaunchSpec) -> Res<()> {
+    let root = Path::new(&spec.root);
+    // Nothing mounted from here on propagates back to the host.
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    do_mount(
+        Some("tmpfs"),
+        root,
+        Some("tmpfs"),
+        base,
+        Some("size=256k,mode=0755"),
+    )?;
+
+    let tmp = under(root, "/tmp");
+    mkdirs(&tmp)?;
+    let tmp_opts = format!("size={},mode=1777", spec.tmp_bytes);
+    do_mount(Some("tmpfs"), &tmp, Some("tmpfs"), base, Some(&tmp_opts))?;
+
+    let dev = under(root, "/dev");
+    mkdirs(&dev)?;
+    do_mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=64k,mode=0755"),
+    )?;
+    for d in DEVICES {
+        let target = dev.join(d);
+        ctx(
+            File::create(&target),
+            format_args!("create {}", target.display()),
+        )?;
+        do_mount(
+            Some(&format!("/dev/{d}")),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ctx(
+            symlink(target, dev.join(link)),
+            format_args!("link /dev/{link}"),
+        )?;
+    }
+    do_mount(
+        None,
+        &dev,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=64k,mode=0755"),
+    )?;
+
+    let proc_dir = under(root, "/proc");
+    mkdirs(&proc_dir)?;
+    do_mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        base | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+
+    for m in &spec.mounts {
+        match m {
+            MountSpec::Ro { src, dst } | MountSpec::Rw { src, dst } => {
+                let target = under(root, dst);
+                let is_dir = ctx(fs::metadata(src), format_args!("stat {src}"))?.is_dir();
+                if is_dir {
+                    mkdirs(&target)?;
+                } else if !target.exists() {
+                    if let Some(parent) = target.parent() {
+                        mkdirs(parent)?;
+                    }
+                    ctx(
+                        File::create(&target),
+                        format_args!("create {}", target.display()),
+                    )?;
+                }
+                do_mount(Some(src), &target, None, MsFlags::MS_BIND, None)?;
+                let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base;
+                if matches!(m, MountSpec::Ro { .. }) {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                do_mount(None, &target, None, flags, None)?;
+            }
+            MountSpec::Symlink { target, dst } => {
+                let link = under(root, dst);
+                if let Some(parent) = link.parent() {
+                    mkdirs(parent)?;
+                }
+                ctx(symlink(target, &link), format_args!("link {dst}"))?;
+            }
+        }
+    }
+    // The assembled root itself becomes read-only; /tmp is its own (writable) mount.
+    do_mount(
+        None,
+        root,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+        Some("size=256k,mode=0755"),
+    )?;
+    ctx(chdir(root), "enter new root")?;
+    ctx(pivot_root(".", "."), "pivot_root")?;
+    // The old root is now stacked on the new one; detach it.
+    ctx(umount2(".", MntFlags::MNT_DETACH), "detach old root")?;
+    ctx(chdir("/"), "chdir /")?;
+    Ok(())
+}
+
+fn mkdirs(p: &Path) -> Res<()> {
+    ctx(
+        fs::create_dir_all(p),
+        format_args!("create {}", p.display()),
+    )
+}
+
+/// Drops every privilege and executes the runtime.
+fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<Infallible> {
+    let gid = Gid::from_raw(spec.gid);
+    let uid = Uid::from_raw(spec.uid);
+    ctx(nix::unistd::setgroups(&[gid]), "setgroups")?;
+    ctx(nix::unistd::setresgid(gid, gid, gid), "setresgid")?;
+    // Empty the bounding set while we still hold CAP_SETPCAP; EINVAL past the last capability.
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            break;
+        }
+    }
+    // From uid 0 to non-zero without keep-caps: permitted, effective and ambient are cleared.
+    ctx(nix::unistd::setresuid(uid, uid, uid), "setresuid")?;
+    ctx(nix::sys::prctl::set_no_new_privs(), "set no_new_privs")?;
+    ctx(
+        chdir(Path::new(&spec.cwd)),
+        format_args!("chdir {}", spec.cwd),
+    )?;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; nothing is closed
+    // under code that still uses it, and only stdin/stdout/stderr survive the exec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    let cstr = |s: &str| ctx(CString::new(s), "nul byte in argument");
+    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Res<_>>()?;
+    let Some(prog) = argv.first() else {
+        return Err("empty argv".into());
+    };
+    for f in filters {
+        ctx(seccompiler::apply_filter(f), "install seccomp filter")?;
+    }
+    ctx(
+        execve(prog, &argv, &env),
+        format_args!("execute {}", spec.argv[0]),
+    )
+}
