@@ -13,6 +13,10 @@ pub const GUEST_KEY: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6
 /// OpenWhisk's development key of `whisk.system`.
 pub const SYSTEM_KEY: &str = "789c46b1-71f6-4ed5-8c54-816aa4f8c502:abczO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 
+/// Code of the alarms feed actions: they run inside the server (see `crate::alarms`), so this
+/// only explains itself if read.
+const FEED_STUB: &str = "// Handled by the Brisk server's built-in alarms provider.\nfunction main() {\n  return { error: 'this feed runs inside the server' };\n}\n";
+
 struct CatalogAction {
     package: &'static str,
     name: &'static str,
@@ -65,6 +69,27 @@ const CATALOG: &[CatalogAction] = &[
         params: &[],
     },
     CatalogAction {
+        package: "alarms",
+        name: "alarm",
+        code: FEED_STUB,
+        description: "Fire a trigger on a cron schedule",
+        params: &["cron", "trigger_payload", "timezone", "startDate", "stopDate"],
+    },
+    CatalogAction {
+        package: "alarms",
+        name: "once",
+        code: FEED_STUB,
+        description: "Fire a trigger once at a date",
+        params: &["date", "trigger_payload", "deleteAfterFire"],
+    },
+    CatalogAction {
+        package: "alarms",
+        name: "interval",
+        code: FEED_STUB,
+        description: "Fire a trigger every N minutes",
+        params: &["minutes", "trigger_payload", "startDate", "stopDate"],
+    },
+    CatalogAction {
         package: "samples",
         name: "helloWorld",
         code: include_str!("../catalog/hello.js"),
@@ -101,6 +126,7 @@ pub async fn bootstrap(
             "samples",
             "A suite of simple actions to help you get started with OpenWhisk",
         ),
+        ("alarms", "Alarms and periodic utility"),
     ] {
         let name = EntityName::new(pkg).expect("valid");
         if store
@@ -134,6 +160,9 @@ pub async fn bootstrap(
                 .collect();
             annotations.set("parameters", Value::Array(params));
             annotations.set("provide-api-key", Value::Bool(false));
+            if a.package == "alarms" {
+                annotations.set("feed", Value::Bool(true));
+            }
             annotations.set("exec", Value::from("nodejs:20"));
             let action = Action {
                 namespace: EntityPath::in_package(system.clone(), name.clone()),

@@ -105,6 +105,15 @@ impl Controller {
                     || inv.resolved.action.is_conductor();
                 let mut activation = if composition {
                     crate::sequence::run_topmost(&state, &inv).await
+                } else if let Some(feed) = crate::alarms::feed_of(&inv.resolved.action) {
+                    let job = job_of(&inv, None);
+                    let start = now_millis();
+                    let response = state.alarm_feed(feed, &job.args).await;
+                    let mut a = whisk_error_record(&job, "");
+                    a.start = start;
+                    a.duration = Some(a.end.saturating_sub(start));
+                    a.response = response;
+                    a
                 } else {
                     state.run_primitive(job_of(&inv, None)).await
                 };

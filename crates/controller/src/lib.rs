@@ -6,6 +6,7 @@
 //! request middleware is the only code that writes the error envelope.
 #![forbid(unsafe_code)]
 
+mod alarms;
 pub mod auth;
 pub mod bootstrap;
 mod conductor;
@@ -74,6 +75,10 @@ pub struct Controller {
     pub(crate) throttles: throttle::Throttles,
     /// Activations in flight, drained on shutdown.
     tasks: TaskTracker,
+    /// Wakes the alarm scheduler after a schedule changed.
+    alarm_wakeup: tokio::sync::Notify,
+    /// Cancelled when the controller shuts down (stops background loops).
+    stopping: CancellationToken,
 }
 
 impl Controller {
@@ -102,7 +107,7 @@ impl Controller {
         manifest: Arc<RuntimeManifest>,
         invoker: Option<Arc<Invoker>>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let controller = Arc::new(Self {
             auth: Authenticator::new(store.clone()),
             recorder: recorder::Recorder::start(store.clone()),
             config,
@@ -111,12 +116,17 @@ impl Controller {
             invoker,
             throttles: throttle::Throttles::default(),
             tasks: TaskTracker::new(),
-        })
+            alarm_wakeup: tokio::sync::Notify::new(),
+            stopping: CancellationToken::new(),
+        });
+        tokio::spawn(alarms::run_scheduler(Arc::downgrade(&controller)));
+        controller
     }
 
     /// Stops accepting work, lets activations in flight finish for up to `grace`, then stops the
     /// invoker (whose remaining activations end as whisk errors) and writes every record.
     pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
             .await

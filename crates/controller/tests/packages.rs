@@ -412,3 +412,31 @@ async fn delete_a_package_with_and_without_force() {
     srv.delete("packages/empty").await.ok();
     srv.delete("packages/empty").await.err(404);
 }
+
+#[tokio::test]
+async fn a_binding_is_readable_only_while_its_package_is() {
+    let srv = TestServer::start().await;
+    let alice_key = srv.create_namespace("alice").await;
+    let alice = srv.as_key(&alice_key);
+    alice.put("packages/shared", json!({"publish": true})).await.ok();
+    alice
+        .put("actions/shared/act", json!({"exec": {"kind": "nodejs:20", "code": CODE}}))
+        .await
+        .ok();
+    srv.put("packages/mine", json!({"binding": {"namespace": "alice", "name": "shared"}}))
+        .await
+        .ok();
+    srv.get("packages/mine").await.ok();
+    srv.get("actions/mine/act").await.ok();
+
+    // Alice withdraws the package: guest's binding no longer reaches into it.
+    alice
+        .put("packages/shared?overwrite=true", json!({"publish": false}))
+        .await
+        .ok();
+    srv.get("packages/mine").await.err(403);
+    srv.get("actions/mine/act").await.err(403);
+    srv.get("actions/mine/").await.err(403);
+    // The binding itself can still be removed by its owner.
+    srv.delete("packages/mine").await.ok();
+}

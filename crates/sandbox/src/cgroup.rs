@@ -314,8 +314,17 @@ impl Cgroup {
                 return;
             }
         }
+        self.kill_except(None);
+    }
+
+    /// SIGKILLs every process but `spare` (the launcher, which then reaps the sandbox's init
+    /// and exits by itself, so that no zombie is left to the host's init).
+    pub fn kill_except(&self, spare: Option<i32>) {
         let frozen = self.freeze().is_ok();
         for pid in self.pids() {
+            if Some(pid) == spare {
+                continue;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -26,6 +26,8 @@ const SUN_PATH_MAX: usize = 107;
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long destroy waits for the kernel to empty a killed cgroup.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long destroy lets the launcher exit by itself before killing it.
+const LAUNCHER_EXIT: Duration = Duration::from_secs(2);
 
 struct Inner {
     config: SandboxConfig,
@@ -469,12 +471,16 @@ impl Container for SandboxContainer {
         if self.destroyed.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Killing the cgroup kills the launcher too; reap it so that the cgroup empties.
-        let cg = self.cgroup.clone();
-        let _ = tokio::task::spawn_blocking(move || cg.kill_all()).await;
+        // Kill everything but the launcher: it reaps the sandbox's init (whose death ends the
+        // pid namespace) and exits, and we reap it, so no zombie is left behind.
         let child = self.child.lock().take();
+        let spare = child.as_ref().and_then(Child::id).map(|p| p as i32);
+        let cg = self.cgroup.clone();
+        let _ = tokio::task::spawn_blocking(move || cg.kill_except(spare)).await;
         if let Some(mut child) = child {
-            let _ = child.start_kill();
+            if tokio::time::timeout(LAUNCHER_EXIT, child.wait()).await.is_err() {
+                let _ = child.start_kill();
+            }
             if let Err(e) = child.wait().await {
                 tracing::warn!(container = %self.name, error = %e, "reap sandbox launcher");
             }

@@ -107,7 +107,7 @@ fn exit_like(child: Pid) -> ! {
 }
 
 /// Pid 1 of the sandbox.
-fn sandbox_init(spec: &LaunchSpec) -> Infallible {
+fn sandbox_init(spec: &LaunchSpec) -> ! {
     let res = (|| -> Res<Infallible> {
         ctx(
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),

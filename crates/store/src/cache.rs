@@ -15,8 +15,8 @@ use brisk_model::{Activation, ActivationId, AuthKey, Entity, EntityName, UserLim
 use parking_lot::RwLock;
 
 use crate::{
-    ActivationQuery, ActivationStore, AuthStore, EntityQuery, EntityStore, NamespaceRecord, Result,
-    Stored,
+    ActivationQuery, ActivationStore, AlarmRecord, AlarmStore, AuthStore, EntityQuery,
+    EntityStore, NamespaceRecord, Result, Stored,
 };
 
 const MAX_ENTRIES: usize = 10_000;
@@ -144,5 +144,24 @@ impl<S: AuthStore> AuthStore for CachedStore<S> {
 
     async fn set_limits(&self, ns: &str, limits: &UserLimits) -> Result<()> {
         self.inner.set_limits(ns, limits).await
+    }
+}
+
+#[async_trait]
+impl<S: AlarmStore> AlarmStore for CachedStore<S> {
+    async fn put_alarm(&self, alarm: &AlarmRecord) -> Result<()> {
+        self.inner.put_alarm(alarm).await
+    }
+
+    async fn get_alarm(&self, trigger: &str) -> Result<Option<AlarmRecord>> {
+        self.inner.get_alarm(trigger).await
+    }
+
+    async fn delete_alarm(&self, trigger: &str) -> Result<bool> {
+        self.inner.delete_alarm(trigger).await
+    }
+
+    async fn list_alarms(&self) -> Result<Vec<AlarmRecord>> {
+        self.inner.list_alarms().await
     }
 }

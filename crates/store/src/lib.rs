@@ -119,6 +119,26 @@ pub trait AuthStore: Send + Sync {
     async fn set_limits(&self, namespace: &str, limits: &UserLimits) -> Result<()>;
 }
 
+/// A durable schedule of the built-in alarms provider, keyed by trigger (`/ns/name`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmRecord {
+    pub trigger: String,
+    pub namespace: String,
+    /// The feed's parameters as validated by the provider.
+    pub spec: serde_json::Value,
+    /// Next fire, epoch ms; `None` when the schedule is finished.
+    pub next_fire: Option<u64>,
+    pub paused: bool,
+}
+
+#[async_trait]
+pub trait AlarmStore: Send + Sync {
+    async fn put_alarm(&self, alarm: &AlarmRecord) -> Result<()>;
+    async fn get_alarm(&self, trigger: &str) -> Result<Option<AlarmRecord>>;
+    async fn delete_alarm(&self, trigger: &str) -> Result<bool>;
+    async fn list_alarms(&self) -> Result<Vec<AlarmRecord>>;
+}
+
 /// Everything a controller needs from storage.
-pub trait Store: EntityStore + ActivationStore + AuthStore {}
-impl<T: EntityStore + ActivationStore + AuthStore> Store for T {}
+pub trait Store: EntityStore + ActivationStore + AuthStore + AlarmStore {}
+impl<T: EntityStore + ActivationStore + AuthStore + AlarmStore> Store for T {}

@@ -2,6 +2,7 @@
 //! every call run on tokio's blocking pool so async threads never wait on disk.
 
 mod activations;
+mod alarms;
 mod auth;
 mod entities;
 mod schema;

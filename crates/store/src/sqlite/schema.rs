@@ -39,6 +39,14 @@ const MIGRATIONS: &[&str] = &[
         limits    TEXT NOT NULL DEFAULT '{}',
         created   INTEGER NOT NULL
     );",
+    // 2: durable alarm schedules.
+    "CREATE TABLE alarms (
+        trigger   TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        spec      TEXT NOT NULL,
+        next_fire INTEGER,
+        paused    INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
