@@ -73,7 +73,13 @@ const CATALOG: &[CatalogAction] = &[
         name: "alarm",
         code: FEED_STUB,
         description: "Fire a trigger on a cron schedule",
-        params: &["cron", "trigger_payload", "timezone", "startDate", "stopDate"],
+        params: &[
+            "cron",
+            "trigger_payload",
+            "timezone",
+            "startDate",
+            "stopDate",
+        ],
     },
     CatalogAction {
         package: "alarms",

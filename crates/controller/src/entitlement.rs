@@ -22,10 +22,8 @@ pub async fn require_contents_access(
     req: &Req,
     pkg: Option<&EntityName>,
 ) -> ApiResult<()> {
-    if req.owns_namespace() {
-        return Ok(());
-    }
     match pkg {
+        None if req.owns_namespace() => Ok(()),
         Some(pkg)
             if state
                 .package_readable(&req.identity.namespace, &req.namespace, pkg)

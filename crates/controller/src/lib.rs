@@ -9,6 +9,7 @@
 mod alarms;
 pub mod auth;
 pub mod bootstrap;
+mod cloudevent;
 mod conductor;
 mod entitlement;
 pub mod error;

@@ -116,19 +116,28 @@ impl Controller {
         }
     }
 
-    /// Whether `identity_ns` may read the contents of package `ns/pkg` (owner, or published).
+    /// Whether `identity_ns` may read the contents of package `ns/pkg`: a package if owned or
+    /// published; a binding only by its owner, and only while the bound package is readable.
+    /// A missing package counts as readable for its owner (who then gets a 404).
     pub async fn package_readable(
         &self,
         identity_ns: &EntityName,
         ns: &EntityName,
         pkg: &EntityName,
     ) -> ApiResult<bool> {
-        if identity_ns == ns {
-            return Ok(true);
-        }
-        Ok(match self.fetch_package(ns, pkg).await {
-            Ok(Some((p, _))) => p.publish && p.binding.is_none(),
-            _ => false,
+        let own = identity_ns == ns;
+        let p = match self.fetch_package(ns, pkg).await {
+            Ok(Some((p, _))) => p,
+            _ => return Ok(own),
+        };
+        Ok(match &p.binding {
+            None => own || p.publish,
+            Some(_) if !own => false,
+            Some(b) if &b.namespace == identity_ns => true,
+            Some(b) => matches!(
+                self.fetch_package(&b.namespace, &b.name).await,
+                Ok(Some((t, _))) if t.publish && t.binding.is_none()
+            ),
         })
     }
 }

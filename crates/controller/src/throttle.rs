@@ -38,6 +38,15 @@ pub struct Permit {
     action: Option<String>,
 }
 
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("namespace", &self.namespace)
+            .field("action", &self.action)
+            .finish()
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut s = self.state.lock();

@@ -340,3 +340,43 @@ async fn namespace_segment_must_be_a_valid_name() {
         .await
         .err_msg(400, "Namespace longer than allowed: 257 > 256.");
 }
+
+#[tokio::test]
+async fn activation_routes_answer_without_activations() {
+    let srv = TestServer::start().await;
+    assert_eq!(srv.get("activations").await.ok(), json!([]));
+    assert_eq!(
+        srv.get("activations?count=true").await.ok(),
+        json!({"activations": 0})
+    );
+    let id = "0123456789abcdef0123456789abcdef";
+    for part in ["", "/result", "/logs"] {
+        srv.get(&format!("activations/{id}{part}"))
+            .await
+            .err_msg(404, "The requested resource does not exist.");
+    }
+    srv.get("activations/abc")
+        .await
+        .err_msg(400, "Activation id length is 3 but must be 32.");
+    srv.get("activations/0123456789abcdef0123456789abcdeZ")
+        .await
+        .err_msg(400, "The activation id is not valid.");
+    srv.get("activations?count=true&docs=true")
+        .await
+        .err_msg(400, "The parameter 'docs' is not permitted with 'count'.");
+    srv.get("activations?name=a/b/c").await.err_msg(
+        400,
+        "Parameter may be a 'simple' name or 'package-name/simple' name: a/b/c",
+    );
+    srv.get("activations?since=yesterday").await.err_msg(
+        400,
+        "Parameter is not a valid value for epoch seconds: yesterday",
+    );
+    srv.get("activations?limit=201").await.err_msg(
+        400,
+        "The value '201' is not in the range of 0 to 200 for activations.",
+    );
+    srv.get("/api/v1/namespaces/whisk.system/activations")
+        .await
+        .err(403);
+}

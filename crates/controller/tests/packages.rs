@@ -418,14 +418,23 @@ async fn a_binding_is_readable_only_while_its_package_is() {
     let srv = TestServer::start().await;
     let alice_key = srv.create_namespace("alice").await;
     let alice = srv.as_key(&alice_key);
-    alice.put("packages/shared", json!({"publish": true})).await.ok();
     alice
-        .put("actions/shared/act", json!({"exec": {"kind": "nodejs:20", "code": CODE}}))
+        .put("packages/shared", json!({"publish": true}))
         .await
         .ok();
-    srv.put("packages/mine", json!({"binding": {"namespace": "alice", "name": "shared"}}))
+    alice
+        .put(
+            "actions/shared/act",
+            json!({"exec": {"kind": "nodejs:20", "code": CODE}}),
+        )
         .await
         .ok();
+    srv.put(
+        "packages/mine",
+        json!({"binding": {"namespace": "alice", "name": "shared"}}),
+    )
+    .await
+    .ok();
     srv.get("packages/mine").await.ok();
     srv.get("actions/mine/act").await.ok();
 
@@ -439,4 +448,47 @@ async fn a_binding_is_readable_only_while_its_package_is() {
     srv.get("actions/mine/").await.err(403);
     // The binding itself can still be removed by its owner.
     srv.delete("packages/mine").await.ok();
+}
+
+#[tokio::test]
+async fn rules_cannot_reach_through_a_withdrawn_binding() {
+    let srv = TestServer::start().await;
+    let alice_key = srv.create_namespace("alice").await;
+    let alice = srv.as_key(&alice_key);
+    alice
+        .put("packages/shared", json!({"publish": true}))
+        .await
+        .ok();
+    alice
+        .put(
+            "actions/shared/act",
+            json!({"exec": {"kind": "nodejs:20", "code": CODE}}),
+        )
+        .await
+        .ok();
+    srv.put(
+        "packages/mine",
+        json!({"binding": {"namespace": "alice", "name": "shared"}}),
+    )
+    .await
+    .ok();
+    srv.put("triggers/t", json!({})).await.ok();
+    srv.put("rules/ok", json!({"trigger": "t", "action": "mine/act"}))
+        .await
+        .ok();
+    alice
+        .put("packages/shared?overwrite=true", json!({"publish": false}))
+        .await
+        .ok();
+    srv.put("rules/r", json!({"trigger": "t", "action": "mine/act"}))
+        .await
+        .err(403);
+    for component in ["/alice/shared/act", "/_/mine/act"] {
+        srv.put(
+            "actions/seq",
+            json!({"exec": {"kind": "sequence", "components": [component]}}),
+        )
+        .await
+        .err(403);
+    }
 }

@@ -32,6 +32,17 @@ async fn entities_survive_a_restart() {
     .await
     .ok();
     srv.put(
+        "actions/seq",
+        json!({"exec": {"kind": "sequence", "components": ["/_/a", "/whisk.system/utils/echo"]}}),
+    )
+    .await
+    .ok();
+    srv.create_action(
+        "actions/zip",
+        json!({"exec": {"kind": "nodejs:20", "code": "UEsDBBQAAAAIAA=="}}),
+    )
+    .await;
+    srv.put(
         "triggers/t",
         json!({"parameters": [{"key": "p", "value": 1}]}),
     )
@@ -47,6 +58,10 @@ async fn entities_survive_a_restart() {
             "actions/a",
             "actions/p/inner",
             "actions/b/echo",
+            "actions/seq",
+            "actions/zip",
+            "actions/seq",
+            "actions/zip",
             "packages/p",
             "packages/b",
             "triggers/t",
@@ -74,6 +89,8 @@ async fn entities_survive_a_restart() {
         "actions/a",
         "actions/p/inner",
         "actions/b/echo",
+        "actions/seq",
+        "actions/zip",
         "packages/p",
         "packages/b",
         "triggers/t",
@@ -86,7 +103,7 @@ async fn entities_survive_a_restart() {
         after.push(srv.get(path).await.ok());
     }
     assert_eq!(before, after);
-    assert_eq!(after[6]["status"], "inactive", "rule status survives");
+    assert_eq!(after[8]["status"], "inactive", "rule status survives");
     assert_eq!(after[0]["version"], "0.0.2");
     // Keys of created namespaces still authenticate.
     assert_eq!(

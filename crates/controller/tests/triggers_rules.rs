@@ -146,6 +146,16 @@ async fn rule_lifecycle() {
         json!({"guest/r": {"action": {"path": "guest", "name": "hello"}, "status": "active"}})
     );
 
+    // Updating the trigger keeps its rules.
+    let t1 = srv
+        .put(
+            "triggers/t1?overwrite=true",
+            json!({"parameters": [{"key": "k", "value": 1}]}),
+        )
+        .await
+        .ok();
+    assert_eq!(t1["rules"]["guest/r"]["status"], "active");
+
     // Disable and enable.
     let off = srv.post("rules/r", json!({"status": "inactive"})).await;
     assert_eq!(off.status, 200, "{}", off.text);

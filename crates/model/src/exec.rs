@@ -49,7 +49,7 @@ pub fn is_binary_code(code: &str) -> bool {
     let t = code.trim();
     let body = t.trim_end_matches('=');
     !t.is_empty()
-        && t.len() % 4 == 0
+        && t.len().is_multiple_of(4)
         && t.len() - body.len() <= 2
         && body
             .bytes()

@@ -38,8 +38,8 @@ struct Inner {
     base_mounts: Vec<MountSpec>,
     pool: Arc<NetnsPool>,
     egress: Option<Arc<Egress>>,
-    /// Cgroups of containers not yet destroyed, for shutdown.
-    live: Mutex<HashMap<String, Cgroup>>,
+    /// Cgroups and launcher pids of containers not yet destroyed, for shutdown.
+    live: Mutex<HashMap<String, (Cgroup, Option<i32>)>>,
 }
 
 /// Starts every container in its own Linux sandbox. Cheap to clone.
@@ -154,10 +154,6 @@ impl SandboxFactory {
             destroyed: AtomicBool::new(false),
             oom_kills: AtomicU64::new(0),
         };
-        self.inner
-            .live
-            .lock()
-            .insert(spec.name.clone(), container.cgroup.clone());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(source) => {
@@ -172,7 +168,12 @@ impl SandboxFactory {
             container.destroy().await;
             return Err(brisk_invoker::Error::ExitedBeforeReady(spec.name.clone()));
         };
+        let launcher_pid = child.id().map(|p| p as i32);
         *container.child.lock() = Some(child);
+        self.inner
+            .live
+            .lock()
+            .insert(spec.name.clone(), (container.cgroup.clone(), launcher_pid));
         let output = ContainerOutput {
             stdout: Box::new(stdout),
             stderr: Box::new(stderr),
@@ -267,9 +268,13 @@ impl Inner {
     }
 
     fn shutdown_blocking(&self) {
-        let live: Vec<Cgroup> = self.live.lock().drain().map(|(_, cg)| cg).collect();
-        for cg in &live {
-            cg.kill_all();
+        let live: Vec<(Cgroup, Option<i32>)> = self.live.lock().drain().map(|(_, v)| v).collect();
+        // Spare the launchers: each reaps its sandbox's init and exits (a zombie of ours until
+        // its container is destroyed or dropped), so the host's init inherits nothing.
+        for (cg, launcher) in &live {
+            cg.kill_except(*launcher);
+        }
+        for (cg, _) in &live {
             cg.wait_empty(KILL_WAIT);
             cg.remove();
         }
@@ -478,7 +483,10 @@ impl Container for SandboxContainer {
         let cg = self.cgroup.clone();
         let _ = tokio::task::spawn_blocking(move || cg.kill_except(spare)).await;
         if let Some(mut child) = child {
-            if tokio::time::timeout(LAUNCHER_EXIT, child.wait()).await.is_err() {
+            if tokio::time::timeout(LAUNCHER_EXIT, child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.start_kill();
             }
             if let Err(e) = child.wait().await {

@@ -135,6 +135,9 @@ while True:
     c.pause().await.unwrap();
     c.pause().await.unwrap();
     c.destroy().await;
-    assert!(pids.iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()));
+    assert!(
+        pids.iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    );
     f.factory.shutdown().await;
 }

@@ -15,8 +15,8 @@ use brisk_model::{Activation, ActivationId, AuthKey, Entity, EntityName, UserLim
 use parking_lot::RwLock;
 
 use crate::{
-    ActivationQuery, ActivationStore, AlarmRecord, AlarmStore, AuthStore, EntityQuery,
-    EntityStore, NamespaceRecord, Result, Stored,
+    ActivationQuery, ActivationStore, AlarmRecord, AlarmStore, AuthStore, EntityQuery, EntityStore,
+    NamespaceRecord, Result, Stored,
 };
 
 const MAX_ENTRIES: usize = 10_000;

@@ -65,7 +65,11 @@ impl Controller {
         let Some(trigger_name) = args.get("triggerName").and_then(Value::as_str) else {
             return fail("alarms feeds require a triggerName parameter");
         };
-        let Some(identity) = (match args.get("authKey").and_then(Value::as_str).and_then(AuthKey::parse) {
+        let Some(identity) = (match args
+            .get("authKey")
+            .and_then(Value::as_str)
+            .and_then(AuthKey::parse)
+        {
             Some(k) => self.auth.verify(&k).await.ok().flatten(),
             None => None,
         }) else {
@@ -73,7 +77,11 @@ impl Controller {
         };
         let trigger = match FullyQualifiedName::parse_ref(trigger_name, &identity.namespace) {
             Ok(t) if t.package().is_none() && t.namespace() == &identity.namespace => t,
-            _ => return fail(format!("triggerName '{trigger_name}' is not a trigger of the authKey's namespace")),
+            _ => {
+                return fail(format!(
+                    "triggerName '{trigger_name}' is not a trigger of the authKey's namespace"
+                ));
+            }
         };
         let key = trigger.to_string();
         let now = now_millis();
@@ -177,7 +185,9 @@ async fn tick(ctl: &Arc<Controller>) -> brisk_store::Result<Option<u64>> {
     let now = now_millis();
     let mut earliest: Option<u64> = None;
     for mut alarm in ctl.store.list_alarms().await? {
-        let Some(next) = alarm.next_fire else { continue };
+        let Some(next) = alarm.next_fire else {
+            continue;
+        };
         if alarm.paused {
             continue;
         }
@@ -185,7 +195,11 @@ async fn tick(ctl: &Arc<Controller>) -> brisk_store::Result<Option<u64>> {
             earliest = Some(earliest.map_or(next, |e| e.min(next)));
             continue;
         }
-        let feed = alarm.spec.get("feed").and_then(Value::as_str).and_then(Feed::from_action);
+        let feed = alarm
+            .spec
+            .get("feed")
+            .and_then(Value::as_str)
+            .and_then(Feed::from_action);
         let params = alarm.spec.as_object().cloned().unwrap_or_default();
         // Validated when stored; `0` as "now" so a past `once` date still parses.
         let schedule = feed.and_then(|f| Schedule::parse(f, &params, 0).ok());
@@ -232,7 +246,10 @@ async fn fire_alarm(ctl: &Arc<Controller>, alarm: &AlarmRecord, schedule: &Sched
         .limits
         .fires_per_minute
         .unwrap_or(ctl.config.fires_per_minute);
-    if let Err(e) = ctl.throttles.check_rate(owner.namespace.as_str(), Rate::Fires, limit) {
+    if let Err(e) = ctl
+        .throttles
+        .check_rate(owner.namespace.as_str(), Rate::Fires, limit)
+    {
         tracing::warn!(trigger = %alarm.trigger, error = %e, "alarm fire throttled");
         return true;
     }
@@ -244,9 +261,15 @@ async fn fire_alarm(ctl: &Arc<Controller>, alarm: &AlarmRecord, schedule: &Sched
 
 /// `deleteAfterFire`: remove the trigger (and with `rules`, the rules that point at it).
 async fn delete_after_fire(ctl: &Controller, alarm: &AlarmRecord, what: AfterFire) {
-    let Ok(ns) = brisk_model::EntityName::namespace(&alarm.namespace) else { return };
-    let Ok(fqn) = FullyQualifiedName::parse_ref(&alarm.trigger, &ns) else { return };
-    let Ok(Some(stored)) = ctl.fetch(&fqn.doc_id(), false).await else { return };
+    let Ok(ns) = brisk_model::EntityName::namespace(&alarm.namespace) else {
+        return;
+    };
+    let Ok(fqn) = FullyQualifiedName::parse_ref(&alarm.trigger, &ns) else {
+        return;
+    };
+    let Ok(Some(stored)) = ctl.fetch(&fqn.doc_id(), false).await else {
+        return;
+    };
     if let (AfterFire::DeleteTriggerAndRules, Entity::Trigger(t)) = (what, &stored.entity) {
         for rule in t.rules.iter().flat_map(|r| r.keys()) {
             if let Ok(Some(r)) = ctl.fetch(rule, false).await {

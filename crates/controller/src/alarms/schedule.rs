@@ -60,7 +60,8 @@ pub struct Schedule {
 
 /// Epoch ms or an ISO-8601 / RFC 3339 date.
 pub fn parse_date(v: &Value, name: &str) -> Result<u64, String> {
-    let bad = || format!("{name} parameter '{v}' is not a valid date (epoch milliseconds or ISO 8601)");
+    let bad =
+        || format!("{name} parameter '{v}' is not a valid date (epoch milliseconds or ISO 8601)");
     match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad),
         Value::String(s) => {
@@ -96,11 +97,18 @@ pub fn parse_cron(pattern: &str) -> Result<Cron, String> {
 impl Schedule {
     /// Validates a feed's parameters (`now` decides whether a `once` date is in the future).
     pub fn parse(feed: Feed, p: &Map<String, Value>, now: u64) -> Result<Self, String> {
-        let date = |k: &str| p.get(k).filter(|v| !v.is_null()).map(|v| parse_date(v, k)).transpose();
+        let date = |k: &str| {
+            p.get(k)
+                .filter(|v| !v.is_null())
+                .map(|v| parse_date(v, k))
+                .transpose()
+        };
         if let Some(tz) = p.get("timezone").and_then(Value::as_str)
             && !matches!(tz, "UTC" | "Etc/UTC" | "GMT" | "Z")
         {
-            return Err(format!("timezone '{tz}' is not supported: schedules run in UTC"));
+            return Err(format!(
+                "timezone '{tz}' is not supported: schedules run in UTC"
+            ));
         }
         let rule = match feed {
             Feed::Alarm => {
@@ -143,9 +151,15 @@ impl Schedule {
             Some(Value::Object(m)) => m.clone(),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => m,
-                _ => json!({"payload": s}).as_object().cloned().unwrap_or_default(),
+                _ => json!({"payload": s})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             },
-            Some(other) => json!({"payload": other}).as_object().cloned().unwrap_or_default(),
+            Some(other) => json!({"payload": other})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         };
         let after_fire = match p.get("deleteAfterFire") {
             Some(Value::Bool(true)) => AfterFire::DeleteTrigger,
@@ -204,13 +218,16 @@ mod tests {
         let n2 = s.next_after(n).unwrap();
         assert_eq!(n2 - n, 300_000);
         // Six fields: seconds.
-        let s = Schedule::parse(Feed::Alarm, &params(json!({"cron": "*/10 * * * * *"})), T0).unwrap();
+        let s =
+            Schedule::parse(Feed::Alarm, &params(json!({"cron": "*/10 * * * * *"})), T0).unwrap();
         assert_eq!(s.next_after(T0).unwrap() - T0, 10_000);
     }
 
     #[test]
     fn start_and_stop_dates_bound_the_schedule() {
-        let p = params(json!({"cron": "* * * * *", "startDate": T0 + 3_600_000, "stopDate": T0 + 3_700_000}));
+        let p = params(
+            json!({"cron": "* * * * *", "startDate": T0 + 3_600_000, "stopDate": T0 + 3_700_000}),
+        );
         let s = Schedule::parse(Feed::Alarm, &p, T0).unwrap();
         let first = s.next_after(T0).unwrap();
         assert!(first >= T0 + 3_600_000);
@@ -230,7 +247,12 @@ mod tests {
         assert_eq!(once.after_fire, AfterFire::DeleteTriggerAndRules);
         let i = Schedule::parse(Feed::Interval, &params(json!({"minutes": 2})), T0).unwrap();
         assert_eq!(i.next_after(T0), Some(T0 + 120_000));
-        let i = Schedule::parse(Feed::Interval, &params(json!({"minutes": 1, "startDate": T0 - 90_000})), T0).unwrap();
+        let i = Schedule::parse(
+            Feed::Interval,
+            &params(json!({"minutes": 1, "startDate": T0 - 90_000})),
+            T0,
+        )
+        .unwrap();
         assert_eq!(i.next_after(T0), Some(T0 + 30_000));
     }
 
@@ -243,7 +265,13 @@ mod tests {
         assert!(bad(Feed::Once, json!({"date": T0 - 1})).contains("future"));
         assert!(bad(Feed::Once, json!({"date": "yesterday"})).contains("not a valid date"));
         assert!(bad(Feed::Interval, json!({"minutes": 0})).contains("minutes"));
-        assert!(bad(Feed::Alarm, json!({"cron": "* * * * *", "timezone": "Europe/Paris"})).contains("UTC"));
+        assert!(
+            bad(
+                Feed::Alarm,
+                json!({"cron": "* * * * *", "timezone": "Europe/Paris"})
+            )
+            .contains("UTC")
+        );
     }
 
     #[test]

@@ -105,11 +105,14 @@ async fn contents(state: &Controller, target: &Package) -> ApiResult<(Vec<Value>
 }
 
 async fn get(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Response> {
-    let (pkg, _) = state
+    state
         .fetch_package(&req.namespace, name)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !req.owns_namespace() && !(pkg.publish && pkg.binding.is_none()) {
+    if !state
+        .package_readable(&req.identity.namespace, &req.namespace, name)
+        .await?
+    {
         return Err(ApiError::forbidden_resource(&format!(
             "{}/{name}",
             req.namespace

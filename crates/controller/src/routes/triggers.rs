@@ -167,14 +167,10 @@ async fn fire(state: &Arc<Controller>, req: &Req, name: &EntityName) -> ApiResul
             req.body.len()
         )));
     }
-    let payload = match json_body::<Value>(&req.headers, &req.body)? {
-        None => serde_json::Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(ApiError::bad(
-                "The request content was malformed:\nexpected a JSON object",
-            ));
-        }
+    let payload = if crate::cloudevent::is_cloudevent(&req.headers) {
+        crate::cloudevent::to_payload(&req.headers, &req.body)?
+    } else {
+        plain_payload(req)?
     };
     let limit = req
         .identity
@@ -197,4 +193,16 @@ async fn fire(state: &Arc<Controller>, req: &Req, name: &EntityName) -> ApiResul
         None => Ok(StatusCode::NO_CONTENT.into_response()),
         Some(id) => Ok(super::invoke::accepted(id)),
     }
+}
+
+fn plain_payload(req: &Req) -> ApiResult<serde_json::Map<String, Value>> {
+    Ok(match json_body::<Value>(&req.headers, &req.body)? {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "The request content was malformed:\nexpected a JSON object",
+            ));
+        }
+    })
 }

@@ -44,7 +44,13 @@ impl Fixture {
     }
 
     /// A spec that runs `script` (written to a file) with `interpreter`.
-    pub fn spec(&self, name: &str, interpreter: &str, script: &str, memory_mb: u64) -> ContainerSpec {
+    pub fn spec(
+        &self,
+        name: &str,
+        interpreter: &str,
+        script: &str,
+        memory_mb: u64,
+    ) -> ContainerSpec {
         let scripts = self.tmp.path().join(format!("scripts-{name}"));
         std::fs::create_dir_all(&scripts).unwrap();
         let file = scripts.join("main");
@@ -70,7 +76,10 @@ impl Fixture {
         memory_mb: u64,
     ) -> (SandboxContainer, brisk_invoker::ContainerOutput) {
         let spec = self.spec(name, interpreter, script, memory_mb);
-        self.factory.create_sandbox(&spec).await.expect("create sandbox")
+        self.factory
+            .create_sandbox(&spec)
+            .await
+            .expect("create sandbox")
     }
 
     /// Runs `script` to completion (at most 30 s): exit code, stdout, stderr.

@@ -30,7 +30,13 @@ impl AlarmStore for SqliteStore {
             c.execute(
                 "INSERT OR REPLACE INTO alarms (trigger, namespace, spec, next_fire, paused)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.trigger, a.namespace, spec, a.next_fire.map(|n| n as i64), a.paused],
+                params![
+                    a.trigger,
+                    a.namespace,
+                    spec,
+                    a.next_fire.map(|n| n as i64),
+                    a.paused
+                ],
             )?;
             Ok(())
         })

@@ -1,0 +1,155 @@
+//! The real runtime proxies inside a sandbox: `/init` and `/run` over the Unix socket in the
+//! container's private directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use brisk_invoker::{Container, ContainerSpec};
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+fn runtimes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../invoker/runtimes")
+}
+
+/// One HTTP/1.1 POST with `Connection: close`; returns status and JSON body.
+async fn post(socket: &Path, path: &str, body: &Value) -> (u16, Value) {
+    let mut s = UnixStream::connect(socket).await.expect("connect to proxy");
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text}"));
+    let (head, rest) = text.split_once("\r\n\r\n").expect("headers end");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+async fn wait_ready(c: &dyn Container, deadline: Duration) {
+    let start = Instant::now();
+    while UnixStream::connect(c.socket_path()).await.is_err() {
+        assert!(!c.has_exited(), "proxy exited before it was ready");
+        assert!(start.elapsed() < deadline, "proxy not ready in time");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn init_and_run(f: &Fixture, kind: &str, interpreter: &str, proxy: &str, code: &str) {
+    let spec = ContainerSpec {
+        name: kind.to_owned(),
+        dir: f.run_dir().join(kind),
+        kind: kind.to_owned(),
+        interpreter: PathBuf::from(interpreter),
+        proxy: runtimes_dir().join(proxy),
+        memory_mb: 256,
+        allow_concurrent: false,
+        api_host: "http://127.0.0.1:3233".into(),
+    };
+    let start = Instant::now();
+    let (c, out) = f.factory.create_sandbox(&spec).await.unwrap();
+    let (stdout, stderr) = read_all(out);
+    wait_ready(&c, Duration::from_secs(20)).await;
+    let ready = start.elapsed();
+    let (status, body) = post(
+        c.socket_path(),
+        "/init",
+        &json!({"value": {"name": "hello", "main": "main", "code": code, "binary": false}}),
+    )
+    .await;
+    assert_eq!(status, 200, "init: {body}");
+    let run = json!({
+        "value": {"name": "sandbox"},
+        "namespace": "guest", "action_name": "hello", "action_version": "0.0.1",
+        "activation_id": "0123456789abcdef0123456789abcdef", "transaction_id": "t",
+        "deadline": "0",
+    });
+    let (status, body) = post(c.socket_path(), "/run", &run).await;
+    let first_run = start.elapsed();
+    assert_eq!(status, 200, "run: {body}");
+    assert_eq!(body["greeting"], "hello sandbox");
+    assert_eq!(body["uid"], 65534);
+    println!(
+        "{kind}: proxy ready after {:.1} ms, first /run done after {:.1} ms",
+        ready.as_secs_f64() * 1e3,
+        first_run.as_secs_f64() * 1e3
+    );
+    // Paused and resumed, it still answers.
+    c.pause().await.unwrap();
+    c.resume().await.unwrap();
+    let (status, body) = post(c.socket_path(), "/run", &run).await;
+    assert_eq!(status, 200, "run after resume: {body}");
+    c.destroy().await;
+    let logs = stdout.await.unwrap() + &stderr.await.unwrap();
+    assert!(
+        logs.contains("XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"),
+        "{logs}"
+    );
+    assert!(logs.contains("log from the action"), "{logs}");
+}
+
+#[tokio::test]
+async fn node_proxy_inits_and_runs_in_a_sandbox() {
+    let f = fixture("node");
+    init_and_run(
+        &f,
+        "nodejs",
+        "/usr/bin/node",
+        "node/proxy.js",
+        "function main(a) { console.log('log from the action'); \
+         return {greeting: 'hello ' + a.name, uid: process.getuid()}; }",
+    )
+    .await;
+    f.factory.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_proxy_inits_and_runs_in_a_sandbox() {
+    let f = fixture("python");
+    init_and_run(
+        &f,
+        "python",
+        PYTHON,
+        "python/proxy.py",
+        "import os\ndef main(a):\n    print('log from the action')\n    \
+         return {'greeting': 'hello ' + a['name'], 'uid': os.getuid()}\n",
+    )
+    .await;
+    f.factory.shutdown().await;
+}
