@@ -1,8 +1,9 @@
 //! `brisk`: the server (`brisk serve`), administration of namespaces and keys (`brisk admin`),
-//! and, later, the wsk-compatible client commands. Thin: parses arguments and calls the library
-//! crates.
+//! and the wsk-compatible client commands (`brisk action ...`, see [`cli`]). Thin: parses
+//! arguments and calls the library crates.
 
 mod admin;
+mod cli;
 mod serve;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ const EX_USAGE: u8 = 64;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: cli::GlobalArgs,
 }
 
 #[derive(Subcommand)]
@@ -30,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage namespaces, keys and limits in a data directory.
     Admin(admin::AdminArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 /// `~/.brisk`, or `./.brisk` when there is no home directory.
@@ -52,12 +57,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Admin(args) => admin::run(args).await,
-        }
-    });
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Admin(args) => runtime.block_on(admin::run(args)),
+        Command::Client(command) => return cli::main(command, cli.global, &runtime),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

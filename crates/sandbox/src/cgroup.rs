@@ -249,10 +249,11 @@ impl Cgroup {
             Hierarchy::V1 { .. } => file.clone(),
             Hierarchy::V2 { .. } => self.dirs[0].join("cgroup.events"),
         };
-        // The v1 write returns once freezing started; tasks in uninterruptible sleep can take a
-        // moment. Poll briefly, re-writing as the v1 documentation asks.
+        // The write returns once freezing started; running tasks stop at their next kernel
+        // exit (microseconds), tasks in uninterruptible sleep can take longer. Spin on the
+        // state first, then poll with short sleeps, re-writing as the v1 documentation asks.
         let start = Instant::now();
-        loop {
+        for round in 0u32.. {
             let now = fs::read_to_string(&state).map_err(|e| Error::io("read", &state, e))?;
             if done(&now) {
                 return Ok(());
@@ -264,9 +265,15 @@ impl Cgroup {
                     std::io::Error::from(ErrorKind::TimedOut),
                 ));
             }
-            std::thread::sleep(Duration::from_micros(50));
-            write(&file, value)?;
+            if round < 64 {
+                std::hint::spin_loop();
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+                write(&file, value)?;
+            }
         }
+        Ok(())
     }
 
     /// How many times the kernel's OOM killer killed a process of this cgroup.

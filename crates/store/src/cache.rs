@@ -23,11 +23,14 @@ const MAX_ENTRIES: usize = 10_000;
 /// Actions with more code than this are read from the store each time.
 const MAX_CACHED_CODE: usize = 1024 * 1024;
 
+/// (generation, entity with code or `None` for "absent").
+type Entry = (u64, Option<Arc<Stored>>);
+
 pub struct CachedStore<S> {
     inner: S,
     generation: AtomicU64,
-    /// doc id → (generation, entity with code or `None` for "absent").
-    entries: RwLock<HashMap<String, (u64, Option<Arc<Stored>>)>>,
+    /// doc id → entry.
+    entries: RwLock<HashMap<String, Entry>>,
 }
 
 impl<S> CachedStore<S> {

@@ -9,9 +9,9 @@ use crate::{AuthStore, NamespaceRecord};
 
 const COLUMNS: &str = "subject, namespace, uuid, key_hash, salt, blocked, limits";
 
-fn record(
-    r: &Row<'_>,
-) -> rusqlite::Result<(String, String, String, Vec<u8>, Vec<u8>, bool, String)> {
+type Raw = (String, String, String, Vec<u8>, Vec<u8>, bool, String);
+
+fn record(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -22,8 +22,6 @@ fn record(
         r.get(6)?,
     ))
 }
-
-type Raw = (String, String, String, Vec<u8>, Vec<u8>, bool, String);
 
 fn to_record(raw: Raw) -> Result<NamespaceRecord> {
     let (subject, namespace, uuid, key_hash, salt, blocked, limits) = raw;
