@@ -131,7 +131,10 @@ async fn wrong_media_type_is_415() {
         ] {
             let r = put_raw(&srv, &target(coll), ct, &body).await;
             assert_eq!(r.status, 415, "{coll} {ct}: {}", r.text);
-            r.err(415);
+            r.err_msg(
+                415,
+                "The request's Content-Type is not supported. Expected:\napplication/json",
+            );
         }
         // No content type at all.
         let r = srv
@@ -190,6 +193,12 @@ async fn illegal_names_are_400() {
     )
     .await
     .err_msg(400, "The name of the entity contains illegal characters.");
+    // Undecodable path segments are rejected with the envelope too.
+    for path in ["actions/%ZZ", "triggers/%FF%FE", "rules/a%"] {
+        let r = srv.get(path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        r.err(400);
+    }
     srv.get("actions/bad$pkg/a")
         .await
         .err_msg(400, "The name of the entity contains illegal characters.");

@@ -4,6 +4,31 @@ mod common;
 
 use common::*;
 
+/// What a client sees of the entities created below.
+const PATHS: [&str; 13] = [
+    "actions/a",
+    "actions/p/inner",
+    "actions/b/echo",
+    "actions/seq",
+    "actions/zip",
+    "packages/p",
+    "packages/b",
+    "triggers/t",
+    "rules/r",
+    "actions",
+    "packages",
+    "triggers",
+    "rules",
+];
+
+async fn snapshot(srv: &TestServer) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for path in PATHS {
+        out.push(srv.get(path).await.ok());
+    }
+    out
+}
+
 #[tokio::test]
 async fn entities_survive_a_restart() {
     let srv = TestServer::start().await;
@@ -52,29 +77,7 @@ async fn entities_survive_a_restart() {
         .await
         .ok();
     srv.post("rules/r", json!({"status": "inactive"})).await;
-    let before: Vec<serde_json::Value> = {
-        let mut v = Vec::new();
-        for path in [
-            "actions/a",
-            "actions/p/inner",
-            "actions/b/echo",
-            "actions/seq",
-            "actions/zip",
-            "actions/seq",
-            "actions/zip",
-            "packages/p",
-            "packages/b",
-            "triggers/t",
-            "rules/r",
-            "actions",
-            "packages",
-            "triggers",
-            "rules",
-        ] {
-            v.push(srv.get(path).await.ok());
-        }
-        v
-    };
+    let before = snapshot(&srv).await;
     let alice_pkg = srv
         .as_key(&alice_key)
         .put("packages/x", json!({"publish": true}))
@@ -84,24 +87,7 @@ async fn entities_survive_a_restart() {
     let dir = srv.stop().await;
     let srv = TestServer::start_in(dir).await;
 
-    let mut after = Vec::new();
-    for path in [
-        "actions/a",
-        "actions/p/inner",
-        "actions/b/echo",
-        "actions/seq",
-        "actions/zip",
-        "packages/p",
-        "packages/b",
-        "triggers/t",
-        "rules/r",
-        "actions",
-        "packages",
-        "triggers",
-        "rules",
-    ] {
-        after.push(srv.get(path).await.ok());
-    }
+    let after = snapshot(&srv).await;
     assert_eq!(before, after);
     assert_eq!(after[8]["status"], "inactive", "rule status survives");
     assert_eq!(after[0]["version"], "0.0.2");

@@ -143,6 +143,11 @@ impl Invoker {
                         slot: handle,
                         armed: true,
                     };
+                    if lease.slot.container.has_exited() {
+                        tracing::warn!("warm container died while idle; trying another");
+                        lease.give_back(false);
+                        continue;
+                    }
                     if resume {
                         let resumed = {
                             let _g = lease.slot.pause_lock.lock().await;

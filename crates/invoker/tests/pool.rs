@@ -222,3 +222,37 @@ async fn a_restart_cleans_up_after_a_crashed_invoker() {
     assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
     next.shutdown().await;
 }
+
+fn proc_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_warm_container_that_died_while_idle_is_replaced() {
+    let f = invoker(|_| {}).await;
+    let a = echo("mortal");
+    let first = f.inv.run(job(&a, json!({}))).await;
+    let pid = result(&first)["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually("process dead", || proc_state(pid).is_none_or(|s| s == "Z")).await;
+    let second = f.inv.run(job(&a, json!({}))).await;
+    assert_eq!(
+        second.response.status_code,
+        StatusCode::Success,
+        "{second:?}"
+    );
+    assert!(second.annotations.get("initTime").is_some());
+    assert_ne!(result(&second)["pid"].as_i64(), Some(pid as i64));
+    f.inv.shutdown().await;
+}

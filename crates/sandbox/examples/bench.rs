@@ -114,6 +114,7 @@ fn drain(out: brisk_invoker::ContainerOutput) {
 async fn main() {
     let mut config = SandboxConfig::new(vec![launcher()], format!("bench{}", std::process::id()));
     config.network = NetworkPolicy::None;
+    config.egress_available = false;
     config.netns_pool = 8;
     let factory = SandboxFactory::new(config).expect("sandbox factory (run as root)");
     let tmp = tempfile::tempdir().expect("tempdir");

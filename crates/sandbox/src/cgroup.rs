@@ -228,27 +228,21 @@ impl Cgroup {
     }
 
     fn set_frozen(&self, frozen: bool) -> Result<()> {
-        let (file, value, done): (PathBuf, &str, Box<dyn Fn(&str) -> bool>) = match &self.hierarchy
-        {
-            Hierarchy::V1 { .. } => (
-                self.dir("freezer").join("freezer.state"),
-                if frozen { "FROZEN" } else { "THAWED" },
-                Box::new(move |s: &str| s.trim() == if frozen { "FROZEN" } else { "THAWED" }),
-            ),
+        let (file, value, state, want) = match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let f = self.dir("freezer").join("freezer.state");
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (f.clone(), v, f, v)
+            }
             Hierarchy::V2 { .. } => (
                 self.dirs[0].join("cgroup.freeze"),
                 if frozen { "1" } else { "0" },
-                Box::new(move |s: &str| {
-                    s.lines()
-                        .any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
-                }),
+                self.dirs[0].join("cgroup.events"),
+                if frozen { "frozen 1" } else { "frozen 0" },
             ),
         };
+        let done = |s: &str| s.lines().any(|l| l.trim() == want);
         write(&file, value)?;
-        let state = match &self.hierarchy {
-            Hierarchy::V1 { .. } => file.clone(),
-            Hierarchy::V2 { .. } => self.dirs[0].join("cgroup.events"),
-        };
         // The write returns once freezing started; running tasks stop at their next kernel
         // exit (microseconds), tasks in uninterruptible sleep can take longer. Spin on the
         // state first, then poll with short sleeps, re-writing as the v1 documentation asks.

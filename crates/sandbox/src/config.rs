@@ -51,15 +51,18 @@ pub struct SandboxConfig {
     /// Host paths mounted read-only at the same place in every sandbox. Missing paths are
     /// skipped; a directory that is a symbolic link (`/lib -> usr/lib`) is recreated as a link.
     pub ro_paths: Vec<PathBuf>,
-    /// Outbound network policy.
+    /// Default outbound network policy of containers.
     pub network: NetworkPolicy,
+    /// Whether to set up the egress bridge and firewall (needs the `ip` and `nft` commands);
+    /// without it only policy `none` is available.
+    pub egress_available: bool,
     /// Network namespaces kept ready per policy.
     pub netns_pool: usize,
 }
 
 impl SandboxConfig {
-    /// Defaults: uid/gid 65534 (`nobody`), 64 MB `/tmp`, 512 pids, policy `none`, and the
-    /// paths the Node.js and Python runtimes of a Debian-like host need.
+    /// Defaults: uid/gid 65534 (`nobody`), 64 MB `/tmp`, 512 pids, policy `egress` (as
+    /// OpenWhisk), and the paths the Node.js and Python runtimes of a Debian-like host need.
     pub fn new(launcher: Vec<OsString>, instance: impl Into<String>) -> Self {
         let instance = instance.into();
         Self {
@@ -72,7 +75,8 @@ impl SandboxConfig {
             pids_max: 512,
             user_memory_mb: 2048,
             ro_paths: default_ro_paths(),
-            network: NetworkPolicy::None,
+            network: NetworkPolicy::Egress,
+            egress_available: true,
             netns_pool: 4,
         }
     }

@@ -2,7 +2,7 @@
 //! launcher a [`LaunchSpec`], and drives pause/resume/destroy through the cgroup.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
 
 /// Longest path a `sockaddr_un` holds (including the terminating NUL).
 const SUN_PATH_MAX: usize = 107;
+/// Size of the tmpfs at the container's private directory inside the sandbox.
+const PRIVATE_DIR_BYTES: u64 = 1024 * 1024;
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long destroy waits for the kernel to empty a killed cgroup.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -36,7 +38,10 @@ struct Inner {
     root_dir: PathBuf,
     /// `config.ro_paths`, resolved once.
     base_mounts: Vec<MountSpec>,
-    pool: Arc<NetnsPool>,
+    /// Namespaces with only loopback.
+    none_pool: Arc<NetnsPool>,
+    /// Namespaces wired to the egress bridge (when egress is available).
+    egress_pool: Option<Arc<NetnsPool>>,
     egress: Option<Arc<Egress>>,
     /// Cgroups and launcher pids of containers not yet destroyed, for shutdown.
     live: Mutex<HashMap<String, (Cgroup, Option<i32>)>>,
@@ -80,11 +85,28 @@ impl SandboxFactory {
         let root_dir = config.state_dir.join("root");
         std::fs::create_dir_all(&root_dir)
             .map_err(|e| Error::io("create sandbox state dir", &root_dir, e))?;
-        let egress = match config.network {
-            NetworkPolicy::None => None,
-            NetworkPolicy::Egress => Some(Arc::new(Egress::setup(&config.instance)?)),
+        if config.network == NetworkPolicy::Egress && !config.egress_available {
+            return Err(Error::Config(
+                "default network policy egress needs egress_available".into(),
+            ));
+        }
+        let egress = if config.egress_available {
+            Some(Arc::new(Egress::setup(&config.instance)?))
+        } else {
+            None
         };
-        let pool = NetnsPool::start(config.netns_pool, egress.clone());
+        // The default policy gets the full pool, the other a small one for overrides.
+        let size = |p: NetworkPolicy| {
+            if p == config.network {
+                config.netns_pool
+            } else {
+                config.netns_pool.div_ceil(4)
+            }
+        };
+        let none_pool = NetnsPool::start(size(NetworkPolicy::None), None);
+        let egress_pool = egress
+            .as_ref()
+            .map(|eg| NetnsPool::start(size(NetworkPolicy::Egress), Some(eg.clone())));
         let base_mounts = resolve_base_mounts(&config.ro_paths)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -92,7 +114,8 @@ impl SandboxFactory {
                 hierarchy,
                 root_dir,
                 base_mounts,
-                pool,
+                none_pool,
+                egress_pool,
                 egress,
                 live: Mutex::new(HashMap::new()),
             }),
@@ -104,29 +127,71 @@ impl SandboxFactory {
         &self.inner.hierarchy
     }
 
+    /// Address of the egress bridge as containers see it (`None` with policy `none`).
+    pub fn egress_gateway(&self) -> Option<String> {
+        self.inner.egress.as_ref().map(|e| e.gateway())
+    }
+
+    /// Name of the egress bridge device (`None` with policy `none`).
+    pub fn egress_bridge(&self) -> Option<String> {
+        self.inner.egress.as_ref().map(|e| e.bridge().to_owned())
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config
     }
 
-    /// [`ContainerFactory::create`] with the concrete container type.
+    /// [`ContainerFactory::create`] with the concrete container type and the deployment's
+    /// network policy.
     pub async fn create_sandbox(
         &self,
         spec: &ContainerSpec,
     ) -> brisk_invoker::Result<(SandboxContainer, ContainerOutput)> {
-        let socket = spec.socket_path();
-        if socket.as_os_str().len() > SUN_PATH_MAX {
-            return Err(brisk_invoker::Error::SocketPathTooLong(socket));
+        self.create_sandbox_with(spec, self.inner.config.network)
+            .await
+    }
+
+    /// Creates a sandbox with an explicit network policy (a per-namespace override).
+    pub async fn create_sandbox_with(
+        &self,
+        spec: &ContainerSpec,
+        network: NetworkPolicy,
+    ) -> brisk_invoker::Result<(SandboxContainer, ContainerOutput)> {
+        let pool = match network {
+            NetworkPolicy::None => self.inner.none_pool.clone(),
+            NetworkPolicy::Egress => match &self.inner.egress_pool {
+                Some(p) => p.clone(),
+                None => {
+                    return Err(
+                        Error::Egress("egress is not enabled in this factory".into()).into(),
+                    );
+                }
+            },
+        };
+        // The socket lives in the sandbox's own tmpfs; the host reaches it through the
+        // launcher's root (the sandbox's root once init pivoted).
+        if socket_via(u32::MAX, spec).as_os_str().len() > SUN_PATH_MAX {
+            return Err(brisk_invoker::Error::SocketPathTooLong(spec.socket_path()));
         }
         let inner = self.inner.clone();
         let spec_owned = spec.clone();
         let (cgroup, launch) = tokio::task::spawn_blocking(move || inner.prepare(&spec_owned))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-        let netns = if self.inner.egress.is_none() || self.inner.pool.egress() {
-            self.inner.pool.take()
-        } else {
-            None
+        let netns = match pool.take() {
+            Some(ns) => Some(ns),
+            // Without egress the launcher creates a bare namespace itself; with egress it must
+            // be wired to the bridge first (slow: only when the pool ran dry).
+            None if pool.egress() => {
+                let p = pool.clone();
+                match tokio::task::spawn_blocking(move || p.create_now()).await {
+                    Ok(Ok(ns)) => Some(ns),
+                    Ok(Err(e)) => return Err(Error::Netns(e).into()),
+                    Err(e) => return Err(Error::Task(e.to_string()).into()),
+                }
+            }
+            None => None,
         };
         let launch = LaunchSpec {
             netns: netns.as_ref().map(Netns::proc_path),
@@ -146,10 +211,11 @@ impl SandboxFactory {
         let container = SandboxContainer {
             name: spec.name.clone(),
             dir: spec.dir.clone(),
-            socket,
+            socket: spec.socket_path(),
             cgroup,
             child: Mutex::new(None),
             netns: Mutex::new(netns),
+            pool,
             factory: self.inner.clone(),
             destroyed: AtomicBool::new(false),
             oom_kills: AtomicU64::new(0),
@@ -170,6 +236,10 @@ impl SandboxFactory {
         };
         let launcher_pid = child.id().map(|p| p as i32);
         *container.child.lock() = Some(child);
+        let mut container = container;
+        if let Some(pid) = launcher_pid {
+            container.socket = socket_via(pid as u32, spec);
+        }
         self.inner
             .live
             .lock()
@@ -198,9 +268,7 @@ impl Inner {
         let c = &self.config;
         let code = spec.dir.join("code");
         std::fs::create_dir_all(&code).map_err(|e| Error::io("create container dir", &code, e))?;
-        // The runtime (unprivileged) creates its socket here; nothing else can enter.
-        chown(&spec.dir, Some(c.uid), Some(c.gid))
-            .map_err(|e| Error::io("chown container dir", &spec.dir, e))?;
+        // Only the invoker writes here; the sandbox sees `code` read-only.
         std::fs::set_permissions(&spec.dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io("chmod container dir", &spec.dir, e))?;
 
@@ -221,9 +289,11 @@ impl Inner {
         }
         let dir = utf8(&spec.dir)?;
         let code = utf8(&code)?;
-        mounts.push(MountSpec::Rw {
-            src: dir.clone(),
+        // Inside, the private directory is a small tmpfs of the sandbox's own (the proxy's
+        // socket and HOME live there), so nothing the action does reaches the host's disk.
+        mounts.push(MountSpec::Tmpfs {
             dst: dir.clone(),
+            bytes: PRIVATE_DIR_BYTES,
         });
         mounts.push(MountSpec::Ro {
             src: code.clone(),
@@ -280,13 +350,27 @@ impl Inner {
         }
         self.hierarchy.cleanup_instance(&self.config.instance);
         self.hierarchy.remove_instance(&self.config.instance);
-        self.pool.stop();
+        self.none_pool.stop();
+        if let Some(p) = &self.egress_pool {
+            p.stop();
+        }
         if let Some(eg) = &self.egress {
             eg.teardown();
         }
         let _ = std::fs::remove_dir(&self.root_dir);
         let _ = std::fs::remove_dir(&self.config.state_dir);
     }
+}
+
+/// The proxy's socket as the host reaches it: through `/proc/<launcher>/root`.
+fn socket_via(launcher_pid: u32, spec: &ContainerSpec) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/{launcher_pid}/root"));
+    p.push(
+        spec.socket_path()
+            .strip_prefix("/")
+            .unwrap_or(&spec.socket_path()),
+    );
+    p
 }
 
 /// Whether `p` lies in a read-only directory mount of `mounts`.
@@ -392,6 +476,8 @@ pub struct SandboxContainer {
     cgroup: Cgroup,
     child: Mutex<Option<Child>>,
     netns: Mutex<Option<Netns>>,
+    /// Where the namespace goes back to.
+    pool: Arc<NetnsPool>,
     factory: Arc<Inner>,
     destroyed: AtomicBool,
     oom_kills: AtomicU64,
@@ -401,7 +487,15 @@ impl SandboxContainer {
     /// Whether the kernel killed a process of this container because it exceeded its memory
     /// limit. Valid before and after [`Container::destroy`].
     pub fn oom_killed(&self) -> bool {
-        self.oom_kills.load(Ordering::Acquire) > 0 || self.cgroup.oom_kills() > 0
+        self.oom_kills() > 0
+    }
+
+    /// How many processes of this container the kernel's OOM killer has killed so far (the
+    /// invoker compares it before and after a `/run`). Valid after [`Container::destroy`] too.
+    pub fn oom_kills(&self) -> u64 {
+        self.oom_kills
+            .load(Ordering::Acquire)
+            .max(self.cgroup.oom_kills())
     }
 
     /// Host pids of the container's processes (the launcher included).
@@ -427,16 +521,21 @@ impl SandboxContainer {
 
 /// Waits for a killed cgroup to empty, removes it and recycles the network namespace. Returns
 /// the cgroup's OOM kill count, read before the cgroup disappears.
-fn finish_destroy(cgroup: &Cgroup, factory: &Inner, name: &str, netns: Option<Netns>) -> u64 {
+fn finish_destroy(
+    cgroup: &Cgroup,
+    factory: &Inner,
+    name: &str,
+    netns: Option<(Netns, Arc<NetnsPool>)>,
+) -> u64 {
     cgroup.kill_all();
     let empty = cgroup.wait_empty(KILL_WAIT);
     let ooms = cgroup.oom_kills();
     cgroup.remove();
     factory.live.lock().remove(name);
-    if let Some(ns) = netns
+    if let Some((ns, pool)) = netns
         && empty
     {
-        factory.pool.give_back(ns);
+        pool.give_back(ns);
     }
     ooms
 }
@@ -494,7 +593,7 @@ impl Container for SandboxContainer {
             }
         }
         let (cg, factory, name) = (self.cgroup.clone(), self.factory.clone(), self.name.clone());
-        let netns = self.netns.lock().take();
+        let netns = self.netns.lock().take().map(|ns| (ns, self.pool.clone()));
         match tokio::task::spawn_blocking(move || finish_destroy(&cg, &factory, &name, netns)).await
         {
             Ok(ooms) => self.oom_kills.store(ooms, Ordering::Release),

@@ -269,6 +269,12 @@ fn build_root(spec: &LaunchSpec) -> Res<()> {
                 }
                 do_mount(None, &target, None, flags, None)?;
             }
+            MountSpec::Tmpfs { dst, bytes } => {
+                let target = under(root, dst);
+                mkdirs(&target)?;
+                let opts = format!("size={bytes},mode=0700,uid={},gid={}", spec.uid, spec.gid);
+                do_mount(Some("tmpfs"), &target, Some("tmpfs"), base, Some(&opts))?;
+            }
             MountSpec::Symlink { target, dst } => {
                 let link = under(root, dst);
                 if let Some(parent) = link.parent() {

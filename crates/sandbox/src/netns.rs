@@ -97,9 +97,6 @@ impl NetnsPool {
     }
 
     fn refill_loop(&self) {
-        // The thread moves into each namespace it creates; keep a way home so that it never
-        // pins the last one.
-        let home = File::open("/proc/thread-self/ns/net").ok();
         loop {
             {
                 let mut st = self.state.lock();
@@ -110,11 +107,7 @@ impl NetnsPool {
                     return;
                 }
             }
-            let made = create(self.egress.as_deref());
-            if let Some(home) = &home {
-                let _ = setns(home, CloneFlags::CLONE_NEWNET);
-            }
-            match made {
+            match create(self.egress.as_deref()) {
                 Ok(ns) => {
                     let mut st = self.state.lock();
                     if st.stopping {
@@ -129,6 +122,12 @@ impl NetnsPool {
             }
         }
     }
+
+    /// Creates a namespace right now on the calling thread (the slow path when the pool is
+    /// empty).
+    pub fn create_now(&self) -> std::io::Result<Netns> {
+        create(self.egress.as_deref())
+    }
 }
 
 impl Drop for NetnsPool {
@@ -137,13 +136,22 @@ impl Drop for NetnsPool {
     }
 }
 
-/// Creates a namespace on the calling thread (which moves into it).
-pub fn create(egress: Option<&Egress>) -> std::io::Result<Netns> {
-    unshare(CloneFlags::CLONE_NEWNET)?;
-    let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
-    loopback_up()?;
-    if let Some(eg) = egress {
-        eg.wire(&fd)?;
+/// Creates a namespace, wired for egress if asked. The calling thread moves into it for the
+/// namespace-side setup and returns to its own namespace before this returns.
+fn create(egress: Option<&Egress>) -> std::io::Result<Netns> {
+    let home = File::open("/proc/thread-self/ns/net")?;
+    let made = (|| {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
+        loopback_up()?;
+        let host_dev = egress.map(|eg| eg.wire(&fd)).transpose()?;
+        Ok::<_, std::io::Error>((fd, host_dev))
+    })();
+    // Always go home, also after a failure half-way.
+    setns(&home, CloneFlags::CLONE_NEWNET)?;
+    let (fd, host_dev) = made?;
+    if let (Some(eg), Some(dev)) = (egress, host_dev) {
+        eg.attach_host_side(&dev)?;
     }
     Ok(Netns { fd })
 }

@@ -13,6 +13,8 @@ pub enum MountSpec {
     Ro { src: String, dst: String },
     /// Bind `src` at `dst` writable (nosuid, nodev).
     Rw { src: String, dst: String },
+    /// A private tmpfs at `dst` owned by the sandbox's uid/gid, mode 0700.
+    Tmpfs { dst: String, bytes: u64 },
     /// A symbolic link at `dst` pointing to `target`.
     Symlink { target: String, dst: String },
 }

@@ -111,6 +111,16 @@ for i, p in enumerate(['/x', '/usr/x', '/etc/x', '/dev/x', '/proc/x', '{code}/x'
         print('write%d=yes' % i)
     except OSError as e:
         print('write%d=no %s' % (i, e.strerror))
+# HOME (the private directory, which holds the proxy's socket) is a small tmpfs: writable, but
+# nothing reaches the host's disk.
+try:
+    with open(os.path.join(os.environ['HOME'], 'big'), 'wb') as fh:
+        for _ in range(4):
+            fh.write(b'x' * (1 << 20))
+            fh.flush()
+    print('home=unbounded')
+except OSError as e:
+    print('home=%s' % e.strerror)
 "#,
         code = code.display()
     );
@@ -121,6 +131,8 @@ for i, p in enumerate(['/x', '/usr/x', '/etc/x', '/dev/x', '/proc/x', '{code}/x'
         assert!(r.starts_with("no "), "write{i}: {r}\n{o:#?}");
     }
     assert_eq!(o.get("write6"), "yes");
+    assert_eq!(o.get("home"), "No space left on device");
+    assert!(!f.run_dir().join("c1/big").exists());
     f.factory.shutdown().await;
 }
 

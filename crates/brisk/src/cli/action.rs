@@ -209,10 +209,18 @@ fn exec_of(args: &PutArgs, default_ns: &str) -> Result<Option<Value>, CliError> 
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Some(json!({"kind": "sequence", "components": components})));
     }
-    let code = args.artifact.as_deref().map(Path::new).map(read_code).transpose()?;
+    let code = args
+        .artifact
+        .as_deref()
+        .map(Path::new)
+        .map(read_code)
+        .transpose()?;
     let mut exec = Map::new();
     if args.native || args.docker.is_some() {
-        let image = args.docker.clone().unwrap_or_else(|| NATIVE_IMAGE.to_owned());
+        let image = args
+            .docker
+            .clone()
+            .unwrap_or_else(|| NATIVE_IMAGE.to_owned());
         if args.native && code.is_none() {
             return Err(CliError::usage(
                 "--native needs the executable or script (or a .zip containing 'exec')",
@@ -343,7 +351,10 @@ async fn get(args: GetArgs, ctx: &Ctx) -> CliResult {
     let action = ctx.client.get(&q.url("actions"), &[], &what).await?;
     if args.url {
         // The entity's namespace is the real one (`guest` or `guest/pkg`).
-        let ns = action.get("namespace").and_then(Value::as_str).unwrap_or(&q.namespace);
+        let ns = action
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(&q.namespace);
         let (ns, pkg) = ns.split_once('/').unwrap_or((ns, "default"));
         let url = format!(
             "{}/api/v1/web/{}",
@@ -360,9 +371,10 @@ async fn get(args: GetArgs, ctx: &Ctx) -> CliResult {
     }
     if args.save || args.save_as.is_some() {
         let exec = action.get("exec").cloned().unwrap_or(Value::Null);
-        let code = exec.get("code").and_then(Value::as_str).ok_or_else(|| {
-            CliError::general(format!("action '{}' has no code to save", q.path))
-        })?;
+        let code = exec
+            .get("code")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CliError::general(format!("action '{}' has no code to save", q.path)))?;
         let binary = exec.get("binary").and_then(Value::as_bool) == Some(true);
         let kind = exec.get("kind").and_then(Value::as_str).unwrap_or("");
         let ext = if binary {
@@ -418,7 +430,10 @@ async fn list(args: ListArgs, ctx: &Ctx) -> CliResult {
             }
         },
     };
-    let query = [("limit", args.limit.to_string()), ("skip", args.skip.to_string())];
+    let query = [
+        ("limit", args.limit.to_string()),
+        ("skip", args.skip.to_string()),
+    ];
     let mut items = ctx
         .client
         .get(&url, &query, "Unable to obtain the list of actions")
@@ -429,7 +444,10 @@ async fn list(args: ListArgs, ctx: &Ctx) -> CliResult {
     if ctx.out.json {
         ctx.out.json(&items);
     } else {
-        print!("{}", table("actions", items.as_array().map_or(&[], Vec::as_slice)));
+        print!(
+            "{}",
+            table("actions", items.as_array().map_or(&[], Vec::as_slice))
+        );
     }
     Ok(())
 }
@@ -462,8 +480,8 @@ async fn invoke(args: InvokeArgs, ctx: &Ctx) -> CliResult<u8> {
         )
         .await?;
     // An error that is not about an activation (404, 401, 429, ...).
-    let about_activation = resp.activation_id.is_some()
-        || (resp.ok() && resp.body.get("activationId").is_some());
+    let about_activation =
+        resp.activation_id.is_some() || (resp.ok() && resp.body.get("activationId").is_some());
     if !resp.ok() && !about_activation {
         return Err(resp.into_error(&format!("Unable to invoke action '{}'", q.path)));
     }
@@ -535,10 +553,17 @@ async fn invoke(args: InvokeArgs, ctx: &Ctx) -> CliResult<u8> {
 async fn activation_logs(ctx: &Ctx, id: &str, activation: &Value) -> CliResult<Vec<String>> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    if let Some(logs) = activation.get("logs").filter(|l| l.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(logs) = activation
+        .get("logs")
+        .filter(|l| l.as_array().is_some_and(|a| !a.is_empty()))
+    {
         return Ok(strings(logs));
     }
     let url = format!(

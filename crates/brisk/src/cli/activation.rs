@@ -144,20 +144,34 @@ pub async fn run(cmd: ActivationCommand, ctx: &Ctx) -> CliResult {
         ActivationCommand::Get(args) => {
             let id = pick(ctx, args.id.clone(), args.last).await?;
             // With --last the positional is the field.
-            let field = if args.last { args.id.or(args.field) } else { args.field };
+            let field = if args.last {
+                args.id.or(args.field)
+            } else {
+                args.field
+            };
             let record = ctx
                 .client
-                .get(&url(ctx, &id, ""), &[], &format!("Unable to get activation '{id}'"))
+                .get(
+                    &url(ctx, &id, ""),
+                    &[],
+                    &format!("Unable to get activation '{id}'"),
+                )
                 .await?;
             if let Some(field) = field {
                 let value = record.get(&field).cloned().ok_or_else(|| {
                     CliError::general(format!("activation '{id}' has no field '{field}'"))
                 })?;
-                ctx.out.got(&format!("got activation {id}, displaying field {field}"), &value);
+                ctx.out.got(
+                    &format!("got activation {id}, displaying field {field}"),
+                    &value,
+                );
             } else if args.summary && !ctx.out.json {
                 let name = format!(
                     "/{}/{}",
-                    record.get("namespace").and_then(Value::as_str).unwrap_or(""),
+                    record
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
                     record.get("name").and_then(Value::as_str).unwrap_or("")
                 );
                 let status = record
@@ -179,13 +193,22 @@ pub async fn run(cmd: ActivationCommand, ctx: &Ctx) -> CliResult {
             let id = pick(ctx, args.id, args.last).await?;
             let body = ctx
                 .client
-                .get(&url(ctx, &id, "/logs"), &[], &format!("Unable to get logs for activation '{id}'"))
+                .get(
+                    &url(ctx, &id, "/logs"),
+                    &[],
+                    &format!("Unable to get logs for activation '{id}'"),
+                )
                 .await?;
             if ctx.out.json {
                 ctx.out.json(&body);
                 return Ok(());
             }
-            for line in body.get("logs").and_then(Value::as_array).into_iter().flatten() {
+            for line in body
+                .get("logs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let line = line.as_str().unwrap_or_default();
                 println!("{}", if args.strip { strip(line) } else { line });
             }
@@ -195,7 +218,11 @@ pub async fn run(cmd: ActivationCommand, ctx: &Ctx) -> CliResult {
             let id = pick(ctx, args.id, args.last).await?;
             let body = ctx
                 .client
-                .get(&url(ctx, &id, "/result"), &[], &format!("Unable to get result for activation '{id}'"))
+                .get(
+                    &url(ctx, &id, "/result"),
+                    &[],
+                    &format!("Unable to get result for activation '{id}'"),
+                )
                 .await?;
             if ctx.out.json {
                 ctx.out.json(&body);
@@ -302,7 +329,11 @@ async fn poll(args: PollArgs, ctx: &Ctx) -> CliResult {
             .collect();
         fresh.sort_by_key(|a| a.get("start").and_then(Value::as_i64).unwrap_or(0));
         for a in fresh {
-            let id = a.get("activationId").and_then(Value::as_str).unwrap_or("").to_owned();
+            let id = a
+                .get("activationId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             print_polled(ctx, &a, &id);
             seen.insert(id);
         }
@@ -356,7 +387,10 @@ mod tests {
 
     #[test]
     fn strips_timestamp_and_stream() {
-        assert_eq!(strip("2024-01-01T00:00:00.000000000Z stdout: hi there"), "hi there");
+        assert_eq!(
+            strip("2024-01-01T00:00:00.000000000Z stdout: hi there"),
+            "hi there"
+        );
         assert_eq!(strip("2024-01-01T00:00:00.000000000Z stderr: oops"), "oops");
         assert_eq!(strip("plain line"), "plain line");
     }

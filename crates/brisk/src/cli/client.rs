@@ -167,7 +167,9 @@ impl Client {
                 format!("?{}", q.join("&"))
             };
             eprintln!("REQ: {method} {url}{q}");
-            eprintln!("Req Headers: Authorization: Basic <redacted>, Content-Type: application/json");
+            eprintln!(
+                "Req Headers: Authorization: Basic <redacted>, Content-Type: application/json"
+            );
             if let Some(text) = &body_text {
                 eprintln!("Req Body: {}", truncate_for_log(text, self.debug));
             }
@@ -225,7 +227,12 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<Value, CliError> {
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<Value, CliError> {
         self.call(Method::GET, path, query, None, what).await
     }
 

@@ -57,10 +57,8 @@ impl Props {
     }
 
     pub fn unset(&mut self, key: &str) {
-        self.lines.retain(|line| {
-            line.split_once('=')
-                .is_none_or(|(k, _)| k.trim() != key)
-        });
+        self.lines
+            .retain(|line| line.split_once('=').is_none_or(|(k, _)| k.trim() != key));
     }
 
     pub fn save(&self) -> Result<(), CliError> {

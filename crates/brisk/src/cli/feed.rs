@@ -67,7 +67,10 @@ pub async fn call(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    let success = resp.body.pointer("/response/success").and_then(Value::as_bool);
+    let success = resp
+        .body
+        .pointer("/response/success")
+        .and_then(Value::as_bool);
     if resp.status == 200 && success != Some(false) {
         return Ok(id);
     }

@@ -144,7 +144,11 @@ pub struct Ctx {
 }
 
 /// Runs one client command on `runtime` and maps the outcome to an exit code.
-pub fn main(command: ClientCommand, global: GlobalArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+pub fn main(
+    command: ClientCommand,
+    global: GlobalArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> ExitCode {
     let out = Out { json: global.json };
     match runtime.block_on(run(command, &global, out)) {
         Ok(code) => ExitCode::from(code),

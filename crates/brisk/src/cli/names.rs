@@ -72,7 +72,11 @@ mod tests {
     fn parses_qualified_names() {
         let check = |input: &str, ns: &str, path: &str| {
             let q = QName::parse(input, "_").expect("valid");
-            assert_eq!((q.namespace.as_str(), q.path.as_str()), (ns, path), "{input}");
+            assert_eq!(
+                (q.namespace.as_str(), q.path.as_str()),
+                (ns, path),
+                "{input}"
+            );
         };
         check("hello", "_", "hello");
         check("pkg/hello", "_", "pkg/hello");
@@ -81,6 +85,9 @@ mod tests {
         for bad in ["/guest", "a/b/c", "", "/a//b", "/ns/a/b/c"] {
             assert!(QName::parse(bad, "_").is_err(), "{bad}");
         }
-        assert_eq!(QName::parse("a b", "_").expect("valid").url("actions"), "namespaces/_/actions/a%20b");
+        assert_eq!(
+            QName::parse("a b", "_").expect("valid").url("actions"),
+            "namespaces/_/actions/a%20b"
+        );
     }
 }

@@ -29,7 +29,11 @@ pub async fn run(cmd: NamespaceCommand, ctx: &Ctx) -> CliResult {
         NamespaceCommand::List => {
             let list = ctx
                 .client
-                .get("namespaces", &[], "Unable to obtain the list of available namespaces")
+                .get(
+                    "namespaces",
+                    &[],
+                    "Unable to obtain the list of available namespaces",
+                )
                 .await?;
             if ctx.out.json {
                 ctx.out.json(&list);
@@ -79,7 +83,10 @@ pub async fn list_all(args: ListArgs, ctx: &Ctx) -> CliResult {
     }
     println!("Entities in namespace: {shown}");
     for collection in ["packages", "actions", "triggers", "rules"] {
-        let items = doc.get(collection).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let items = doc
+            .get(collection)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         print!("{}", table(collection, items));
     }
     Ok(())

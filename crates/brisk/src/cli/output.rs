@@ -90,7 +90,13 @@ pub fn table(collection: &str, items: &[Value]) -> String {
                 let binding = item
                     .get("binding")
                     .filter(|b| b.as_object().is_some_and(|o| !o.is_empty()))
-                    .map(|b| format!(" binding /{}/{}", str_field(b, "namespace"), str_field(b, "name")))
+                    .map(|b| {
+                        format!(
+                            " binding /{}/{}",
+                            str_field(b, "namespace"),
+                            str_field(b, "name")
+                        )
+                    })
                     .unwrap_or_default();
                 format!("{name:<70} {}{binding}", publish_state(item))
             }
@@ -196,7 +202,12 @@ pub fn summary(kind: &str, entity: &Value) -> String {
     s.push_str(&format!("   (parameters: {params})\n"));
     if kind == "package" {
         for (field, label) in [("actions", " action"), ("feeds", "   feed")] {
-            for a in entity.get(field).and_then(Value::as_array).into_iter().flatten() {
+            for a in entity
+                .get(field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 s.push_str(&format!("{label} {name}/{}\n", str_field(a, "name")));
             }
         }
@@ -216,6 +227,9 @@ mod tests {
         let t = table("actions", &actions);
         assert!(t.starts_with("actions\n/guest/hello "), "{t}");
         assert!(t.ends_with(" private nodejs:20\n"), "{t}");
-        assert_eq!(pretty(&json!({"a": [1]})), "{\n    \"a\": [\n        1\n    ]\n}");
+        assert_eq!(
+            pretty(&json!({"a": [1]})),
+            "{\n    \"a\": [\n        1\n    ]\n}"
+        );
     }
 }

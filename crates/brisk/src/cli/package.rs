@@ -133,14 +133,19 @@ pub async fn run(cmd: PackageCommand, ctx: &Ctx) -> CliResult {
                     &format!("Binding creation failed for '{}'", q.path),
                 )
                 .await?;
-            ctx.out.done(&format!("created binding {}", q.path), &entity);
+            ctx.out
+                .done(&format!("created binding {}", q.path), &entity);
             Ok(())
         }
         PackageCommand::Get(args) => {
             let q = QName::parse(&args.name, &ns)?;
             let pkg = ctx
                 .client
-                .get(&q.url("packages"), &[], &format!("Unable to get package '{}'", q.path))
+                .get(
+                    &q.url("packages"),
+                    &[],
+                    &format!("Unable to get package '{}'", q.path),
+                )
                 .await?;
             if args.summary && !ctx.out.json {
                 print!("{}", summary("package", &pkg));
@@ -162,7 +167,8 @@ pub async fn run(cmd: PackageCommand, ctx: &Ctx) -> CliResult {
                     &format!("Unable to delete package '{}'", q.path),
                 )
                 .await?;
-            ctx.out.done(&format!("deleted package {}", q.path), &entity);
+            ctx.out
+                .done(&format!("deleted package {}", q.path), &entity);
             Ok(())
         }
         PackageCommand::List(args) => {
@@ -171,7 +177,10 @@ pub async fn run(cmd: PackageCommand, ctx: &Ctx) -> CliResult {
                 .as_deref()
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or(ns);
-            let query = [("limit", args.limit.to_string()), ("skip", args.skip.to_string())];
+            let query = [
+                ("limit", args.limit.to_string()),
+                ("skip", args.skip.to_string()),
+            ];
             let mut items = ctx
                 .client
                 .get(
@@ -186,7 +195,10 @@ pub async fn run(cmd: PackageCommand, ctx: &Ctx) -> CliResult {
             if ctx.out.json {
                 ctx.out.json(&items);
             } else {
-                print!("{}", table("packages", items.as_array().map_or(&[], Vec::as_slice)));
+                print!(
+                    "{}",
+                    table("packages", items.as_array().map_or(&[], Vec::as_slice))
+                );
             }
             Ok(())
         }
@@ -223,7 +235,8 @@ async fn put(args: PutArgs, update: bool, ctx: &Ctx) -> CliResult {
             &format!("Unable to {verb} package '{}'", q.path),
         )
         .await?;
-    ctx.out.done(&format!("{verb}d package {}", q.path), &entity);
+    ctx.out
+        .done(&format!("{verb}d package {}", q.path), &entity);
     Ok(())
 }
 
@@ -246,20 +259,29 @@ async fn refresh(args: RefreshArgs, ctx: &Ctx) -> CliResult {
     let mut current = Vec::new();
     let mut stale = Vec::new();
     for pkg in list.as_array().into_iter().flatten() {
-        let Some(binding) = pkg.get("binding").filter(|b| b.as_object().is_some_and(|o| !o.is_empty())) else {
+        let Some(binding) = pkg
+            .get("binding")
+            .filter(|b| b.as_object().is_some_and(|o| !o.is_empty()))
+        else {
             continue;
         };
         let name = super::output::full_name(pkg);
         let target = format!(
             "/{}/{}",
-            binding.get("namespace").and_then(Value::as_str).unwrap_or("_"),
+            binding
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("_"),
             binding.get("name").and_then(Value::as_str).unwrap_or("")
         );
         let Ok(tq) = QName::parse(&target, "_") else {
             stale.push(name);
             continue;
         };
-        let resp = ctx.client.send(Method::GET, &tq.url("packages"), &[], None, None).await?;
+        let resp = ctx
+            .client
+            .send(Method::GET, &tq.url("packages"), &[], None, None)
+            .await?;
         if resp.ok() {
             current.push(name);
         } else {
@@ -267,7 +289,8 @@ async fn refresh(args: RefreshArgs, ctx: &Ctx) -> CliResult {
         }
     }
     if ctx.out.json {
-        ctx.out.json(&json!({"namespace": ns, "current": current, "stale": stale}));
+        ctx.out
+            .json(&json!({"namespace": ns, "current": current, "stale": stale}));
         return Ok(());
     }
     println!("ok: refreshed namespace {ns}");

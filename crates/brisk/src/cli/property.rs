@@ -107,7 +107,7 @@ pub async fn run(cmd: PropertyCommand, global: &GlobalArgs, out: &Out) -> CliRes
                 ));
             }
             props.save()?;
-            for line in changed {
+            for line in &changed {
                 out.ok(line);
             }
             if out.json {

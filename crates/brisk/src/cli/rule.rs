@@ -91,11 +91,18 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
             let q = QName::parse(&args.name, &ns)?;
             let rule = ctx
                 .client
-                .get(&q.url("rules"), &[], &format!("Unable to get rule '{}'", q.path))
+                .get(
+                    &q.url("rules"),
+                    &[],
+                    &format!("Unable to get rule '{}'", q.path),
+                )
                 .await?;
             if args.summary && !ctx.out.json {
                 let status = rule.get("status").and_then(Value::as_str).unwrap_or("");
-                println!("rule {}\n   (status: {status})", super::output::full_name(&rule));
+                println!(
+                    "rule {}\n   (status: {status})",
+                    super::output::full_name(&rule)
+                );
             } else {
                 ctx.out.got(&format!("got rule {}", q.path), &rule);
             }
@@ -120,10 +127,17 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
                 .as_deref()
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or(ns);
-            let query = [("limit", args.limit.to_string()), ("skip", args.skip.to_string())];
+            let query = [
+                ("limit", args.limit.to_string()),
+                ("skip", args.skip.to_string()),
+            ];
             let mut items = ctx
                 .client
-                .get(&collection_url(&ns, "rules"), &query, "Unable to obtain the list of rules")
+                .get(
+                    &collection_url(&ns, "rules"),
+                    &query,
+                    "Unable to obtain the list of rules",
+                )
                 .await?;
             if args.name_sort {
                 sort_by_name(&mut items);
@@ -136,8 +150,13 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
                         rule.get("namespace").and_then(Value::as_str).unwrap_or("_"),
                         rule.get("name").and_then(Value::as_str).unwrap_or("")
                     );
-                    let Ok(q) = QName::parse(&full, "_") else { continue };
-                    if let Ok(resp) = ctx.client.send(Method::GET, &q.url("rules"), &[], None, None).await
+                    let Ok(q) = QName::parse(&full, "_") else {
+                        continue;
+                    };
+                    if let Ok(resp) = ctx
+                        .client
+                        .send(Method::GET, &q.url("rules"), &[], None, None)
+                        .await
                         && let Some(status) = resp.body.get("status").filter(|_| resp.ok())
                         && let Some(obj) = rule.as_object_mut()
                     {
@@ -148,13 +167,22 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
             if ctx.out.json {
                 ctx.out.json(&items);
             } else {
-                print!("{}", table("rules", items.as_array().map_or(&[], Vec::as_slice)));
+                print!(
+                    "{}",
+                    table("rules", items.as_array().map_or(&[], Vec::as_slice))
+                );
             }
             Ok(())
         }
         RuleCommand::Enable(args) => {
             let q = QName::parse(&args.name, &ns)?;
-            set_status(ctx, &q, "active", &format!("Unable to enable rule '{}'", q.path)).await?;
+            set_status(
+                ctx,
+                &q,
+                "active",
+                &format!("Unable to enable rule '{}'", q.path),
+            )
+            .await?;
             ctx.out.done(
                 &format!("enabled rule {}", q.path),
                 &json!({"name": q.path, "status": "active"}),
@@ -163,7 +191,13 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
         }
         RuleCommand::Disable(args) => {
             let q = QName::parse(&args.name, &ns)?;
-            set_status(ctx, &q, "inactive", &format!("Unable to disable rule '{}'", q.path)).await?;
+            set_status(
+                ctx,
+                &q,
+                "inactive",
+                &format!("Unable to disable rule '{}'", q.path),
+            )
+            .await?;
             ctx.out.done(
                 &format!("disabled rule {}", q.path),
                 &json!({"name": q.path, "status": "inactive"}),
@@ -174,9 +208,16 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
             let q = QName::parse(&args.name, &ns)?;
             let rule = ctx
                 .client
-                .get(&q.url("rules"), &[], &format!("Unable to get status of rule '{}'", q.path))
+                .get(
+                    &q.url("rules"),
+                    &[],
+                    &format!("Unable to get status of rule '{}'", q.path),
+                )
                 .await?;
-            let status = rule.get("status").and_then(Value::as_str).unwrap_or("unknown");
+            let status = rule
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
             ctx.out.done(
                 &format!("rule {} is {status}", q.path),
                 &json!({"name": q.path, "status": status}),

@@ -88,7 +88,10 @@ pub async fn run(cmd: TriggerCommand, ctx: &Ctx) -> CliResult {
                 .as_deref()
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .unwrap_or_else(|| ctx.client.namespace.clone());
-            let query = [("limit", args.limit.to_string()), ("skip", args.skip.to_string())];
+            let query = [
+                ("limit", args.limit.to_string()),
+                ("skip", args.skip.to_string()),
+            ];
             let mut items = ctx
                 .client
                 .get(
@@ -103,7 +106,10 @@ pub async fn run(cmd: TriggerCommand, ctx: &Ctx) -> CliResult {
             if ctx.out.json {
                 ctx.out.json(&items);
             } else {
-                print!("{}", table("triggers", items.as_array().map_or(&[], Vec::as_slice)));
+                print!(
+                    "{}",
+                    table("triggers", items.as_array().map_or(&[], Vec::as_slice))
+                );
             }
             Ok(())
         }
@@ -111,7 +117,13 @@ pub async fn run(cmd: TriggerCommand, ctx: &Ctx) -> CliResult {
     }
 }
 
-async fn put_trigger(ctx: &Ctx, q: &QName, body: Map<String, Value>, overwrite: bool, what: &str) -> CliResult<Value> {
+async fn put_trigger(
+    ctx: &Ctx,
+    q: &QName,
+    body: Map<String, Value>,
+    overwrite: bool,
+    what: &str,
+) -> CliResult<Value> {
     ctx.client
         .call(
             Method::PUT,
@@ -137,7 +149,8 @@ async fn create(args: PutArgs, ctx: &Ctx) -> CliResult {
             body.insert("annotations".into(), to_key_values(&annotations));
         }
         let entity = put_trigger(ctx, &q, body, false, &what).await?;
-        ctx.out.done(&format!("created trigger {}", q.path), &entity);
+        ctx.out
+            .done(&format!("created trigger {}", q.path), &entity);
         return Ok(());
     };
     let feed_q = feed::qualify(ctx, feed_name).await?;
@@ -146,8 +159,10 @@ async fn create(args: PutArgs, ctx: &Ctx) -> CliResult {
     let entity = put_trigger(ctx, &q, body, false, &what).await?;
     match feed::call(ctx, &feed_q, "CREATE", &q, params).await {
         Ok(id) => {
-            ctx.out.ok(&format!("invoked {} with id {id}", feed_q.full()));
-            ctx.out.done(&format!("created trigger {}", q.path), &entity);
+            ctx.out
+                .ok(&format!("invoked {} with id {id}", feed_q.full()));
+            ctx.out
+                .done(&format!("created trigger {}", q.path), &entity);
             Ok(())
         }
         Err(mut e) => {
@@ -165,10 +180,17 @@ async fn create(args: PutArgs, ctx: &Ctx) -> CliResult {
 async fn update(args: PutArgs, ctx: &Ctx) -> CliResult {
     let q = QName::parse(&args.name, &ctx.client.namespace)?;
     let what = format!("Unable to update trigger '{}'", q.path);
-    let existing = ctx.client.send(Method::GET, &q.url("triggers"), &[], None, None).await?;
+    let existing = ctx
+        .client
+        .send(Method::GET, &q.url("triggers"), &[], None, None)
+        .await?;
     let feed_name = existing
         .ok()
-        .then(|| annotation(&existing.body, "feed").and_then(Value::as_str).map(str::to_owned))
+        .then(|| {
+            annotation(&existing.body, "feed")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .flatten()
         .or(args.feed.clone());
     let params = args.kv.params()?;
@@ -187,8 +209,10 @@ async fn update(args: PutArgs, ctx: &Ctx) -> CliResult {
                     e.message = format!("{what}: {}", e.message);
                     e
                 })?;
-            ctx.out.ok(&format!("invoked {} with id {id}", feed_q.full()));
-            ctx.out.done(&format!("updated trigger {}", q.path), &entity);
+            ctx.out
+                .ok(&format!("invoked {} with id {id}", feed_q.full()));
+            ctx.out
+                .done(&format!("updated trigger {}", q.path), &entity);
         }
         None => {
             if let Some(p) = params {
@@ -198,7 +222,8 @@ async fn update(args: PutArgs, ctx: &Ctx) -> CliResult {
                 body.insert("annotations".into(), to_key_values(&a));
             }
             let entity = put_trigger(ctx, &q, body, true, &what).await?;
-            ctx.out.done(&format!("updated trigger {}", q.path), &entity);
+            ctx.out
+                .done(&format!("updated trigger {}", q.path), &entity);
         }
     }
     Ok(())
@@ -234,13 +259,15 @@ async fn delete(args: NameArg, ctx: &Ctx) -> CliResult {
                 e.message = format!("{what}: {}", e.message);
                 e
             })?;
-        ctx.out.ok(&format!("invoked {} with id {id}", feed_q.full()));
+        ctx.out
+            .ok(&format!("invoked {} with id {id}", feed_q.full()));
     }
     let entity = ctx
         .client
         .call(Method::DELETE, &q.url("triggers"), &[], None, &what)
         .await?;
-    ctx.out.done(&format!("deleted trigger {}", q.path), &entity);
+    ctx.out
+        .done(&format!("deleted trigger {}", q.path), &entity);
     Ok(())
 }
 

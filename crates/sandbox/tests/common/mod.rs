@@ -24,6 +24,7 @@ pub fn config(instance: &str) -> SandboxConfig {
     let mut config = SandboxConfig::new(launcher, instance);
     config.state_dir = PathBuf::from("/run/brisk-sandbox-test").join(instance);
     config.network = NetworkPolicy::None;
+    config.egress_available = false;
     config.netns_pool = 2;
     config
 }

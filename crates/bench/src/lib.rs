@@ -1,0 +1,351 @@
+//! The benchmark harness behind `brisk bench` (issue 7).
+//!
+//! It starts its own `brisk serve` instances (or targets `--apihost`), starts bare Node.js and
+//! Python HTTP servers running the same noop function as the floor of this machine, runs the
+//! scenarios (warm, throughput, cold, sequence, trigger, pool, mixed), prints a table, checks the
+//! issue's targets, and writes the JSON report (`--out`) and an SVG of the latency distributions
+//! (`--plot`). Absolute times drift on shared machines; the floors measured in the same run are
+//! what to compare with.
+//!
+//! The whole run executes on one dedicated thread with a single-threaded tokio runtime, so the
+//! load generator uses one core and behaves the same whatever runtime the caller has.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod client;
+pub mod load;
+pub mod procs;
+pub mod report;
+mod scenarios;
+pub mod stats;
+pub mod svg;
+mod targets;
+pub mod zipf;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::client::{Conn, Target};
+use crate::procs::BriskServer;
+use crate::report::{Report, Scenario};
+
+/// The guest key `brisk serve` creates.
+pub const GUEST_KEY: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+
+/// The scenarios, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    Warm,
+    Throughput,
+    Cold,
+    Sequence,
+    Trigger,
+    Pool,
+    Mixed,
+}
+
+impl ScenarioName {
+    pub const ALL: [ScenarioName; 7] = [
+        ScenarioName::Warm,
+        ScenarioName::Throughput,
+        ScenarioName::Cold,
+        ScenarioName::Sequence,
+        ScenarioName::Trigger,
+        ScenarioName::Pool,
+        ScenarioName::Mixed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::Warm => "warm",
+            ScenarioName::Throughput => "throughput",
+            ScenarioName::Cold => "cold",
+            ScenarioName::Sequence => "sequence",
+            ScenarioName::Trigger => "trigger",
+            ScenarioName::Pool => "pool",
+            ScenarioName::Mixed => "mixed",
+        }
+    }
+}
+
+/// Benchmark Brisk against the floor of this machine (bare Node.js and Python HTTP servers).
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Benchmark this running server instead of starting one. Scenarios that need servers with
+    /// other flags (true cold, pool) still start their own from `--brisk-bin`.
+    #[arg(long, env = "BRISK_BENCH_APIHOST")]
+    pub apihost: Option<String>,
+    /// `uuid:key` of the namespace to benchmark in (default: the guest key of `brisk serve`).
+    #[arg(long, env = "BRISK_BENCH_AUTH", default_value = GUEST_KEY)]
+    pub auth: String,
+    /// Run every scenario briefly (well under a minute): proves the harness works, numbers are
+    /// rough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every metric as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub out: Option<PathBuf>,
+    /// Write an SVG chart of the latency distributions to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Scenarios to run (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub scenarios: Vec<ScenarioName>,
+    /// The `brisk` binary to start servers from (default: this executable).
+    #[arg(long, env = "BRISK_BIN", value_name = "PATH")]
+    pub brisk_bin: Option<PathBuf>,
+    /// Node.js for the floor server (call interpreters directly, never through a version shim).
+    #[arg(long, default_value = "/usr/bin/node")]
+    pub node: PathBuf,
+    /// Python for the floor server.
+    #[arg(long, default_value = "/usr/bin/python3")]
+    pub python: PathBuf,
+    /// Seconds each load phase is measured (default 10, or 1 with --quick).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Fresh actions per kind in the cold scenario (default 20, or 3 with --quick).
+    #[arg(long, value_name = "N")]
+    pub cold_actions: Option<usize>,
+    /// Distinct actions in the mixed scenario.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub mixed_actions: usize,
+    /// Zipf exponent of the mixed scenario's popularity.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub zipf_s: f64,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        Self {
+            apihost: None,
+            auth: GUEST_KEY.to_string(),
+            quick: false,
+            out: None,
+            plot: None,
+            scenarios: Vec::new(),
+            brisk_bin: None,
+            node: PathBuf::from("/usr/bin/node"),
+            python: PathBuf::from("/usr/bin/python3"),
+            duration: None,
+            cold_actions: None,
+            mixed_actions: 200,
+            zipf_s: 1.0,
+        }
+    }
+}
+
+/// How long and how many, from `--quick` and the overrides.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Warm-up of throughput phases (64 connections create many containers first).
+    pub tp_warmup: Duration,
+    pub cold_actions: usize,
+    pub seq_first_runs: usize,
+    pub trigger_reps: usize,
+    pub pool_reps: usize,
+    pub pool_idle_actions: usize,
+    pub mixed_actions: usize,
+    pub mixed_measure: Duration,
+    pub mixed_connections: usize,
+    pub zipf_s: f64,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> Self {
+        let q = args.quick;
+        let measure =
+            Duration::from_secs_f64(args.duration.unwrap_or(if q { 1.0 } else { 10.0 }).max(0.1));
+        Self {
+            warmup: Duration::from_millis(if q { 300 } else { 2000 }),
+            measure,
+            tp_warmup: Duration::from_millis(if q { 700 } else { 3000 }),
+            cold_actions: args.cold_actions.unwrap_or(if q { 3 } else { 20 }).max(1),
+            seq_first_runs: if q { 1 } else { 5 },
+            trigger_reps: if q { 5 } else { 100 },
+            pool_reps: if q { 5 } else { 40 },
+            pool_idle_actions: if q { 2 } else { 5 },
+            mixed_actions: args.mixed_actions.max(1),
+            mixed_measure: if q {
+                Duration::from_secs(3)
+            } else {
+                measure * 3
+            },
+            mixed_connections: 8,
+            zipf_s: args.zipf_s,
+        }
+    }
+}
+
+/// What the scenarios share.
+pub(crate) struct Ctx {
+    pub args: BenchArgs,
+    pub plan: Plan,
+    pub bin: PathBuf,
+    /// The main server under test.
+    pub target: Target,
+    /// Its process id when the harness started it (for `/proc`).
+    pub main_pid: Option<u32>,
+    /// Prefix of every entity name this run creates.
+    pub prefix: String,
+}
+
+impl Ctx {
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix)
+    }
+
+    pub async fn conn(&self) -> anyhow::Result<Conn> {
+        Conn::connect(&self.target).await
+    }
+
+    /// A server with extra `brisk serve` flags, started from `--brisk-bin`.
+    pub async fn extra_server(&self, flags: &[&str]) -> anyhow::Result<(BriskServer, Target)> {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        let server = BriskServer::start(&self.bin, &flags).await?;
+        let target = Target::new(&server.apihost, Some(&self.args.auth))?;
+        wait_ready(&target).await?;
+        Ok((server, target))
+    }
+}
+
+pub(crate) fn progress(msg: &str) {
+    eprintln!("brisk bench: {msg}");
+}
+
+/// Runs the benchmark: scenarios, table on stdout, `--out` JSON and `--plot` SVG. Fails (after
+/// writing the files) when a scenario failed.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("brisk-bench".into())
+        .spawn(move || {
+            let res = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("build the benchmark runtime")
+                .and_then(|rt| rt.block_on(run_here(args)));
+            let _ = tx.send(res);
+        })
+        .context("start the benchmark thread")?;
+    rx.await.context("the benchmark thread panicked")?
+}
+
+async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let plan = Plan::new(&args);
+    let bin = match &args.brisk_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("find the brisk binary (pass --brisk-bin)")?,
+    };
+    let selected: Vec<ScenarioName> = if args.scenarios.is_empty() {
+        ScenarioName::ALL.to_vec()
+    } else {
+        ScenarioName::ALL
+            .into_iter()
+            .filter(|s| args.scenarios.contains(s))
+            .collect()
+    };
+
+    let main_server = match &args.apihost {
+        Some(_) => None,
+        None => {
+            progress(&format!("starting {} serve", bin.display()));
+            Some(BriskServer::start(&bin, &[]).await?)
+        }
+    };
+    let apihost = match (&args.apihost, &main_server) {
+        (Some(h), _) => h.clone(),
+        (None, Some(s)) => s.apihost.clone(),
+        (None, None) => bail!("no server to benchmark"),
+    };
+    let target = Target::new(&apihost, Some(&args.auth))?;
+    wait_ready(&target).await?;
+    let mut ctx = Ctx {
+        plan,
+        bin: bin.clone(),
+        target,
+        main_pid: main_server.as_ref().map(|s| s.pid),
+        prefix: format!("bench{:08x}", rand::random::<u32>()),
+        args: args.clone(),
+    };
+
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        quick: args.quick,
+        started_unix_ms,
+        duration_s: 0.0,
+        apihost: args.apihost.clone(),
+        brisk_bin: bin.display().to_string(),
+        scenarios: Vec::new(),
+        targets: Vec::new(),
+    };
+    for name in selected {
+        progress(&format!("scenario {}", name.as_str()));
+        let mut s = Scenario::new(name.as_str());
+        let t0 = Instant::now();
+        if let Err(e) = scenarios::run(name, &mut ctx, &mut report, &mut s).await {
+            progress(&format!("scenario {} failed: {e:#}", name.as_str()));
+            s.error = Some(format!("{e:#}"));
+        }
+        progress(&format!(
+            "scenario {} took {:.1} s",
+            name.as_str(),
+            t0.elapsed().as_secs_f64()
+        ));
+        report.scenarios.push(s);
+    }
+    if let Some(server) = main_server {
+        server.stop().await;
+    }
+    report.duration_s = started.elapsed().as_secs_f64();
+    report.targets = targets::check(&report);
+
+    println!("{}", report.table());
+    if let Some(path) = &args.out {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, svg::render(&report))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    let failed: Vec<&str> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.error.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("scenarios failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Waits until the API answers an authenticated list.
+async fn wait_ready(target: &Target) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match Conn::connect(target).await {
+            Ok(mut c) => match c.get(&format!("{}/actions?limit=1", api::NS)).await {
+                Ok(r) if r.status.is_success() => return Ok(()),
+                Ok(r) => last = format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body)),
+                Err(e) => last = format!("{e:#}"),
+            },
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("server at {} not ready: {last}", target.addr)
+}

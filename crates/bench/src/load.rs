@@ -1,0 +1,195 @@
+//! The closed-loop load generator: a fixed number of keep-alive connections, each sending its
+//! next request as soon as the previous response is read. A warm-up period runs first and is not
+//! recorded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+
+use crate::client::{Conn, Target, annotation};
+use crate::stats::Samples;
+use crate::zipf::Zipf;
+
+/// Which path each request goes to.
+#[derive(Debug, Clone)]
+pub enum Paths {
+    Fixed(String),
+    /// One of `paths`, drawn with Zipf popularity (`paths[0]` most popular).
+    Zipf {
+        paths: Vec<String>,
+        zipf: Zipf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub target: Target,
+    pub method: Method,
+    pub paths: Paths,
+    pub body: Bytes,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Parse each response as an activation record and split the samples by whether it has an
+    /// `initTime` annotation (a cold start). Needs `blocking=true` without `result=true`.
+    pub classify_cold: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// Every successful request in the measured window.
+    pub all: Samples,
+    /// The successful requests that were cold starts (only with `classify_cold`).
+    pub cold: Samples,
+    /// The successful requests that were warm (only with `classify_cold`).
+    pub warm: Samples,
+    pub errors: u64,
+    /// First error seen, for the report.
+    pub first_error: Option<String>,
+    pub window: Duration,
+}
+
+impl LoadResult {
+    pub fn rps(&self) -> f64 {
+        let secs = self.window.as_secs_f64();
+        if secs > 0.0 {
+            self.all.len() as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+struct ConnResult {
+    all: Samples,
+    cold: Samples,
+    warm: Samples,
+    errors: u64,
+    first_error: Option<String>,
+    last_end: Instant,
+}
+
+/// Runs the load and returns what was measured after the warm-up.
+pub async fn run(load: Load) -> LoadResult {
+    let load = Arc::new(load);
+    let start = Instant::now();
+    let record_from = start + load.warmup;
+    let stop_at = record_from + load.duration;
+    let mut tasks = Vec::with_capacity(load.connections);
+    for i in 0..load.connections {
+        let load = load.clone();
+        tasks.push(tokio::spawn(async move {
+            one_connection(&load, i as u64, record_from, stop_at).await
+        }));
+    }
+    let mut out = LoadResult::default();
+    let mut last_end = record_from;
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                out.all.extend(r.all);
+                out.cold.extend(r.cold);
+                out.warm.extend(r.warm);
+                out.errors += r.errors;
+                if out.first_error.is_none() {
+                    out.first_error = r.first_error;
+                }
+                last_end = last_end.max(r.last_end);
+            }
+            Err(e) => {
+                out.errors += 1;
+                out.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    out.window = last_end.saturating_duration_since(record_from);
+    out
+}
+
+async fn one_connection(
+    load: &Load,
+    index: u64,
+    record_from: Instant,
+    stop_at: Instant,
+) -> ConnResult {
+    let mut r = ConnResult {
+        all: Samples::with_capacity(64 * 1024),
+        cold: Samples::new(),
+        warm: Samples::new(),
+        errors: 0,
+        first_error: None,
+        last_end: record_from,
+    };
+    let mut rng = StdRng::seed_from_u64(0x5eed ^ index);
+    let mut conn: Option<Conn> = None;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= stop_at {
+            break;
+        }
+        let recording = t0 >= record_from;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match Conn::connect(&load.target).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    r.note_error(recording, format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+        };
+        let path = match &load.paths {
+            Paths::Fixed(p) => p.as_str(),
+            Paths::Zipf { paths, zipf } => paths[zipf.sample(&mut rng)].as_str(),
+        };
+        let t0 = Instant::now();
+        let res = c
+            .request(load.method.clone(), path, Some(load.body.clone()))
+            .await;
+        let elapsed = t0.elapsed();
+        match res {
+            Ok(reply) if reply.status == StatusCode::OK => {
+                if recording {
+                    r.all.push(elapsed);
+                    r.last_end = Instant::now();
+                    if load.classify_cold {
+                        let rec: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+                        if annotation(&rec, "initTime").is_some() {
+                            r.cold.push(elapsed);
+                        } else {
+                            r.warm.push(elapsed);
+                        }
+                    }
+                }
+            }
+            Ok(reply) => r.note_error(
+                recording,
+                format!(
+                    "HTTP {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)])
+                ),
+            ),
+            Err(e) => {
+                r.note_error(recording, format!("{e:#}"));
+                conn = None;
+            }
+        }
+    }
+    r
+}
+
+impl ConnResult {
+    fn note_error(&mut self, recording: bool, msg: String) {
+        if recording {
+            self.errors += 1;
+        }
+        self.first_error.get_or_insert(msg);
+    }
+}

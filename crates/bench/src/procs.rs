@@ -1,0 +1,300 @@
+//! Child processes the harness starts: `brisk serve` instances and the bare floor servers; and
+//! what can be read about a process tree from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `brisk serve` started on a free port with a temporary data dir. Stopped with SIGTERM (so it
+/// removes its containers) on [`BriskServer::stop`] or, without waiting, on drop.
+pub struct BriskServer {
+    child: Child,
+    pub apihost: String,
+    pub pid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl BriskServer {
+    pub async fn start(bin: &Path, extra: &[String]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("brisk-bench-")
+            .tempdir()
+            .context("create a data dir")?;
+        let log =
+            std::fs::File::create(dir.path().join("serve.log")).context("create serve.log")?;
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(["--port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {} serve", bin.display()))?;
+        let pid = child.id().context("server exited at once")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let prefix = "brisk serve: OpenWhisk API on ";
+        let found = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.split_whitespace().next().map(str::to_string);
+                }
+            }
+            None
+        })
+        .await;
+        let mut server = Self {
+            child,
+            apihost: String::new(),
+            pid,
+            dir,
+        };
+        match found {
+            Ok(Some(apihost)) => server.apihost = apihost,
+            _ => {
+                let log = server.log_tail();
+                server.stop().await;
+                bail!("brisk serve {extra:?} did not report its address; log:\n{log}");
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(server)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM, then up to 15 s for a graceful shutdown, then SIGKILL.
+    pub async fn stop(mut self) {
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Drop for BriskServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+/// Which bare server a floor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorKind {
+    Node,
+    Python,
+}
+
+const NODE_FLOOR: &str = r#"
+const http = require('http');
+function main(params) { return {}; }
+const srv = http.createServer({ noDelay: true }, (req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const args = chunks.length ? JSON.parse(Buffer.concat(chunks)) : {};
+    const body = JSON.stringify(main(args));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+});
+srv.keepAliveTimeout = 120000;
+srv.listen(0, '127.0.0.1', () => console.log(srv.address().port));
+"#;
+
+const PYTHON_FLOOR: &str = r#"
+import json, socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+def main(args):
+    return {}
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # Without this every response waits ~40 ms for a delayed ACK (Nagle).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        args = json.loads(raw) if raw else {}
+        body = json.dumps(main(args)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+srv.daemon_threads = True
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// A bare HTTP server running the same noop function: the floor Brisk is compared against.
+pub struct FloorServer {
+    _child: Child,
+    pub apihost: String,
+}
+
+impl FloorServer {
+    pub async fn start(kind: FloorKind, interpreter: &Path) -> anyhow::Result<Self> {
+        let (flag, code) = match kind {
+            FloorKind::Node => ("-e", NODE_FLOOR),
+            FloorKind::Python => ("-c", PYTHON_FLOOR),
+        };
+        let mut child = Command::new(interpreter)
+            .args([flag, code])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start the {kind:?} floor with {}", interpreter.display()))?;
+        let stdout = child.stdout.take().context("floor stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(READY_TIMEOUT, lines.next_line())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .and_then(|l| l.trim().parse::<u16>().ok())
+            .with_context(|| format!("the {kind:?} floor server did not print its port"))?;
+        Ok(Self {
+            _child: child,
+            apihost: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// One process as seen in `/proc`.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub cmdline: String,
+    /// `R`, `S`, `T` (stopped: a paused container), ...
+    pub state: char,
+    pub pss_kb: Option<u64>,
+    pub rss_kb: Option<u64>,
+}
+
+/// Every descendant of `pid` (children, their children, ...).
+pub fn descendants(pid: u32) -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        for c in children(p) {
+            if let Some(info) = proc_info(c) {
+                out.push(info);
+            }
+            stack.push(c);
+        }
+    }
+    out
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<u32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+pub fn proc_info(pid: u32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = parse_stat_state(&stat)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .split('\0')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    Some(ProcInfo {
+        pid,
+        cmdline,
+        state,
+        pss_kb: rollup_field(&rollup, "Pss:"),
+        rss_kb: rollup_field(&rollup, "Rss:"),
+    })
+}
+
+/// The state letter of `/proc/<pid>/stat`: the field after the parenthesised command name.
+fn parse_stat_state(stat: &str) -> Option<char> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// A `kB` field of `/proc/<pid>/smaps_rollup`.
+fn rollup_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_fields() {
+        assert_eq!(parse_stat_state("123 (node a) b) T 1 2 3"), Some('T'));
+        assert_eq!(parse_stat_state("garbage"), None);
+        let rollup = "00400000-7fff [rollup]\nRss:    9400 kB\nPss:    6012 kB\nPss_Anon: 1 kB\n";
+        assert_eq!(rollup_field(rollup, "Pss:"), Some(6012));
+        assert_eq!(rollup_field(rollup, "Rss:"), Some(9400));
+        assert_eq!(rollup_field(rollup, "Swap:"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = proc_info(std::process::id()).expect("own /proc entry");
+        assert!(me.pss_kb.is_some_and(|kb| kb > 0));
+        assert!(matches!(me.state, 'R' | 'S'));
+    }
+}

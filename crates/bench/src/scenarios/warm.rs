@@ -1,0 +1,120 @@
+//! warm: one keep-alive connection invoking a noop, against the same noop behind a bare server.
+//! throughput: the same at 8 and 64 connections, also with `concurrency` 8 in one container.
+
+use crate::Ctx;
+use crate::api::{self, Kind, invoke_path};
+use crate::client::Target;
+use crate::procs::{FloorKind, FloorServer};
+use crate::report::{Pct, Scenario};
+
+use super::{diff, phase};
+
+async fn floor(ctx: &Ctx, kind: Kind) -> anyhow::Result<(FloorServer, Target)> {
+    let (fk, interp) = match kind {
+        Kind::Node => (FloorKind::Node, &ctx.args.node),
+        Kind::Python => (FloorKind::Python, &ctx.args.python),
+    };
+    let server = FloorServer::start(fk, interp).await?;
+    let target = Target::new(&server.apihost, None)?;
+    Ok((server, target))
+}
+
+pub(super) async fn warm(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+    let mut c = ctx.conn().await?;
+    let plan = ctx.plan.clone();
+    for kind in Kind::BOTH {
+        let name = ctx.name(&format!("noop-{}", kind.label()));
+        api::put_action(&mut c, &name, kind, &kind.noop_code(&name), None).await?;
+        for _ in 0..3 {
+            api::invoke(&mut c, &name).await?;
+        }
+        let (_floor, ft) = floor(ctx, kind).await?;
+        let l = kind.label();
+        let b = phase(
+            &format!("brisk {l}"),
+            &ctx.target,
+            invoke_path(&name, true),
+            1,
+            plan.warmup,
+            plan.measure,
+        )
+        .await;
+        let f = phase(
+            &format!("floor {l}"),
+            &ft,
+            "/".into(),
+            1,
+            plan.warmup,
+            plan.measure,
+        )
+        .await;
+        let bp50 = s
+            .latency(&format!("brisk {l}"), &b.all, b.errors)
+            .p(Pct::P50);
+        let bp99 = s.metrics.last().and_then(|m| m.p(Pct::P99));
+        let fp50 = s
+            .latency(&format!("floor {l}"), &f.all, f.errors)
+            .p(Pct::P50);
+        let fp99 = s.metrics.last().and_then(|m| m.p(Pct::P99));
+        s.value(&format!("overhead {l} p50"), "ms", diff(bp50, fp50));
+        s.value(&format!("overhead {l} p99"), "ms", diff(bp99, fp99));
+        s.value(&format!("brisk {l} req/s"), "req/s", Some(b.rps()));
+        s.value(&format!("floor {l} req/s"), "req/s", Some(f.rps()));
+    }
+    s.note("1 keep-alive connection, closed loop; floor = bare Node `http` / Python `http.server` (TCP_NODELAY) running the same noop; overhead = brisk - floor");
+    Ok(())
+}
+
+pub(super) async fn throughput(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+    let mut c = ctx.conn().await?;
+    let plan = ctx.plan.clone();
+    let c1 = ctx.name("tp-c1");
+    let c8 = ctx.name("tp-c8");
+    api::put_action(&mut c, &c1, Kind::Node, &Kind::Node.noop_code(&c1), None).await?;
+    api::put_action(&mut c, &c8, Kind::Node, &Kind::Node.noop_code(&c8), Some(8)).await?;
+    for name in [&c1, &c8] {
+        api::invoke(&mut c, name).await?;
+    }
+    let (_floor, ft) = floor(ctx, Kind::Node).await?;
+    for conns in [8usize, 64] {
+        let f = phase(
+            &format!("floor node @{conns}"),
+            &ft,
+            "/".into(),
+            conns,
+            plan.tp_warmup,
+            plan.measure,
+        )
+        .await;
+        let b1 = phase(
+            &format!("brisk c1 @{conns}"),
+            &ctx.target,
+            invoke_path(&c1, true),
+            conns,
+            plan.tp_warmup,
+            plan.measure,
+        )
+        .await;
+        let b8 = phase(
+            &format!("brisk c8 @{conns}"),
+            &ctx.target,
+            invoke_path(&c8, true),
+            conns,
+            plan.tp_warmup,
+            plan.measure,
+        )
+        .await;
+        s.latency(&format!("floor node @{conns}"), &f.all, f.errors);
+        s.latency(&format!("brisk c1 @{conns}"), &b1.all, b1.errors);
+        s.latency(&format!("brisk c8 @{conns}"), &b8.all, b8.errors);
+        let frps = f.rps();
+        s.value(&format!("floor node @{conns} req/s"), "req/s", Some(frps));
+        s.value(&format!("brisk c1 @{conns} req/s"), "req/s", Some(b1.rps()));
+        s.value(&format!("brisk c8 @{conns} req/s"), "req/s", Some(b8.rps()));
+        let ratio = |r: f64| (frps > 0.0).then(|| r / frps);
+        s.value(&format!("ratio c1 @{conns}"), "x floor", ratio(b1.rps()));
+        s.value(&format!("ratio c8 @{conns}"), "x floor", ratio(b8.rps()));
+    }
+    s.note("noop Node action; c1 = default concurrency 1 (one container per in-flight request), c8 = limits.concurrency 8; ratio = brisk req/s / bare Node req/s at the same connections");
+    Ok(())
+}
