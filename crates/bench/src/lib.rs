@@ -189,8 +189,6 @@ pub(crate) struct Ctx {
     pub bin: PathBuf,
     /// The main server under test.
     pub target: Target,
-    /// Its process id when the harness started it (for `/proc`).
-    pub main_pid: Option<u32>,
     /// Prefix of every entity name this run creates.
     pub prefix: String,
 }
@@ -274,7 +272,6 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         plan,
         bin: bin.clone(),
         target,
-        main_pid: main_server.as_ref().map(|s| s.pid),
         prefix: format!("bench{:08x}", rand::random::<u32>()),
         args: args.clone(),
     };

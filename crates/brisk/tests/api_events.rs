@@ -580,3 +580,45 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[test]
+fn a_fresh_sequence_prepares_its_later_steps_while_the_first_runs() {
+    // No stem cells: without preparation every step would be a cold start with `initTime`.
+    let b = Brisk::start(&["--prewarm", "false"]);
+    b.action(
+        "first",
+        "nodejs:20",
+        "function main(a) { return new Promise(r => setTimeout(() => r({n: 1}), 2500)) }",
+        json!({}),
+    );
+    for i in 2..=5 {
+        let kind = if i % 2 == 0 {
+            "python:3.11"
+        } else {
+            "nodejs:20"
+        };
+        let code = if kind.starts_with("python") {
+            "def main(a):\n    return {'n': a['n'] + 1}\n"
+        } else {
+            "function main(a) { return {n: a.n + 1} }"
+        };
+        b.action(&format!("step{i}"), kind, code, json!({}));
+    }
+    b.put("actions/five", json!({"exec": {"kind": "sequence", "components": ["/_/first", "/_/step2", "/_/step3", "/_/step4", "/_/step5"]}}));
+    let r = b.invoke("five", json!({}));
+    assert_eq!(r.body["response"]["result"], json!({"n": 5}), "{}", r.text);
+    let steps = r.body["logs"].as_array().unwrap();
+    let first = b.activation(steps[0].as_str().unwrap());
+    assert!(
+        annotation(&first, "initTime").is_some(),
+        "the first step starts cold"
+    );
+    for s in &steps[1..] {
+        let rec = b.activation(s.as_str().unwrap());
+        assert!(
+            annotation(&rec, "initTime").is_none(),
+            "step {} was prepared ahead: {rec}",
+            rec["name"]
+        );
+    }
+}

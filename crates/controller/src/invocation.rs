@@ -158,6 +158,7 @@ pub fn job_of(inv: &Invocation, cause: Option<ActivationId>) -> Job {
         cause,
         caused_by_sequence: cause.is_some(),
         received_at_ms: inv.received_at_ms,
+        prepare_next: Vec::new(),
     }
 }
 

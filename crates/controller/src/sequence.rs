@@ -24,6 +24,9 @@ pub(crate) struct Run<'a> {
     atomic: AtomicU64,
     /// Conductor invocations so far (bounded by twice the limit plus one).
     pub(crate) conductor_steps: AtomicU64,
+    /// Jobs for the later steps, handed to the first step so the invoker prepares their
+    /// containers while it runs (predictive prewarm).
+    prepare: parking_lot::Mutex<Vec<Job>>,
 }
 
 /// Runs a sequence or conductor action invoked by a client.
@@ -32,6 +35,7 @@ pub async fn run_topmost(state: &Arc<Controller>, inv: &Invocation) -> Activatio
         inv,
         atomic: AtomicU64::new(0),
         conductor_steps: AtomicU64::new(0),
+        prepare: parking_lot::Mutex::new(Vec::new()),
     };
     if inv.resolved.action.is_conductor() {
         let input = inv.args.clone();
@@ -45,8 +49,46 @@ pub async fn run_topmost(state: &Arc<Controller>, inv: &Invocation) -> Activatio
         )
         .await;
     }
+    *run.prepare.lock() = later_steps(state, &run, &inv.resolved).await;
     let input = Value::Object(inv.payload.clone());
     run_sequence(state, &run, &inv.resolved, inv.activation_id, None, input).await
+}
+
+/// Jobs for every primitive step after the first, through nested sequences, for the invoker to
+/// prepare containers ahead of need. Steps that cannot be resolved are left out (they fail
+/// properly when their turn comes).
+async fn later_steps(state: &Controller, run: &Run<'_>, seq: &ResolvedAction) -> Vec<Job> {
+    let max = state.config.limits.sequence_max_length as usize;
+    let mut out = Vec::new();
+    let mut stack: Vec<FullyQualifiedName> = match &seq.action.exec {
+        Exec::Sequence { components } => components.iter().rev().cloned().collect(),
+        _ => return out,
+    };
+    let mut visited = 0;
+    while let Some(c) = stack.pop() {
+        visited += 1;
+        if visited > max || out.len() > max {
+            break;
+        }
+        let Ok(resolved) = resolve_component(state, run, &c).await else {
+            continue;
+        };
+        match &resolved.action.exec {
+            Exec::Sequence { components } => stack.extend(components.iter().rev().cloned()),
+            _ => out.push(step_job(
+                run.inv,
+                &resolved,
+                ActivationId::generate(),
+                run.inv.activation_id,
+                &Value::Object(Map::new()),
+            )),
+        }
+    }
+    // The first step carries the list; it needs no preparing itself.
+    if !out.is_empty() {
+        out.remove(0);
+    }
+    out
 }
 
 /// Runs one step of a composition of any kind and returns its record (stored already for
@@ -87,7 +129,8 @@ pub(crate) fn run_step<'a>(
                         "Too many actions in the sequence.",
                     ));
                 }
-                let job = step_job(run.inv, resolved, step_id, cause, &input);
+                let mut job = step_job(run.inv, resolved, step_id, cause, &input);
+                job.prepare_next = std::mem::take(&mut *run.prepare.lock());
                 let a = state.run_primitive(job).await;
                 state.record(a.clone()).await;
                 Ok(a)
@@ -253,5 +296,6 @@ pub(crate) fn step_job(
         cause: Some(cause),
         caused_by_sequence: true,
         received_at_ms: now_millis(),
+        prepare_next: Vec::new(),
     }
 }

@@ -56,6 +56,7 @@ fn job(a: &Arc<Action>) -> Job {
         cause: None,
         caused_by_sequence: false,
         received_at_ms: now_millis(),
+        prepare_next: Vec::new(),
     }
 }
 

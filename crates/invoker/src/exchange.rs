@@ -33,40 +33,8 @@ impl Invoker {
             },
             retry_elsewhere: false,
         };
-        if init {
-            let t0 = std::time::Instant::now();
-            let body = match self.init_body(job, slot, start_ms + limits.timeout).await {
-                Ok(b) => b,
-                Err(msg) => return fail(facts, msg),
-            };
-            let res =
-                tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
-            facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
-            match res {
-                Err(_) => {
-                    facts.timeout = true;
-                    return fail(facts, job::timeout_message(limits.timeout, true));
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "init exchange failed");
-                    return fail(
-                        facts,
-                        "The action did not initialize and exited unexpectedly.".into(),
-                    );
-                }
-                Ok(Ok(resp)) => {
-                    if let Err(response) = job::classify_init(&resp) {
-                        return Outcome {
-                            response,
-                            facts: RunFacts {
-                                end_ms: now_millis(),
-                                ..facts
-                            },
-                            retry_elsewhere: false,
-                        };
-                    }
-                }
-            }
+        if init && let Err(out) = self.init(job, slot, &mut facts).await {
+            return out;
         }
         let deadline = now_millis() + limits.timeout;
         let body = job::run_body(job, deadline);
@@ -91,6 +59,57 @@ impl Invoker {
                 },
                 retry_elsewhere: resp.status == 503 && !init,
             },
+        }
+    }
+
+    /// `/init` of a fresh container under the action's time limit; `Err` is the activation's
+    /// outcome when it fails. Records `initTime` in `facts`.
+    pub(crate) async fn init(
+        &self,
+        job: &Job,
+        slot: &Handle,
+        facts: &mut RunFacts,
+    ) -> Result<(), Outcome> {
+        let limits = job.action.limits;
+        let timeout = Duration::from_millis(limits.timeout);
+        let fail = |facts: &RunFacts, msg: String| Outcome {
+            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
+            facts: RunFacts {
+                end_ms: now_millis(),
+                ..*facts
+            },
+            retry_elsewhere: false,
+        };
+        let t0 = std::time::Instant::now();
+        let body = match self
+            .init_body(job, slot, facts.start_ms + limits.timeout)
+            .await
+        {
+            Ok(b) => b,
+            Err(msg) => return Err(fail(facts, msg)),
+        };
+        let res = tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
+        facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
+        match res {
+            Err(_) => {
+                facts.timeout = true;
+                Err(fail(facts, job::timeout_message(limits.timeout, true)))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "init exchange failed");
+                Err(fail(
+                    facts,
+                    "The action did not initialize and exited unexpectedly.".into(),
+                ))
+            }
+            Ok(Ok(resp)) => job::classify_init(&resp).map_err(|response| Outcome {
+                response,
+                facts: RunFacts {
+                    end_ms: now_millis(),
+                    ..*facts
+                },
+                retry_elsewhere: false,
+            }),
         }
     }
 

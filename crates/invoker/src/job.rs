@@ -31,6 +31,9 @@ pub struct Job {
     pub caused_by_sequence: bool,
     /// Epoch ms when the controller received the request.
     pub received_at_ms: u64,
+    /// Actions to prepare containers for once this activation has its container (the later
+    /// steps of a composition); see [`crate::Invoker::prepare`].
+    pub prepare_next: Vec<Job>,
 }
 
 impl Job {
@@ -408,6 +411,7 @@ mod tests {
             cause: None,
             caused_by_sequence: false,
             received_at_ms: 0,
+            prepare_next: Vec::new(),
         }
     }
 

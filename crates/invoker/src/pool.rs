@@ -136,6 +136,31 @@ impl<C: Clone> PoolState<C> {
         Placement::Queued(rx)
     }
 
+    /// Placement for a speculative start (preparing a container before it is needed): only
+    /// when no container for the key exists, and only from a stem cell or free memory — never
+    /// evicting, never queueing, never ahead of waiting activations.
+    pub fn place_speculative(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
+        let exists = self
+            .entries
+            .iter()
+            .any(|e| matches!(&e.state, State::Active { key, .. } if key == d.key));
+        if exists || !self.queue.is_empty() {
+            return None;
+        }
+        if let Some(p) = self.take_prewarm(d) {
+            return Some(p);
+        }
+        if self.used + d.memory > self.capacity {
+            return None;
+        }
+        self.used += d.memory;
+        self.counters.cold_starts += 1;
+        self.grow_stems(d.kind, d.memory, now);
+        Some(Placement::Cold {
+            evicted: Vec::new(),
+        })
+    }
+
     fn take_warm(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
         // Prefer a running container with spare concurrency, then the most recently used.
         let e = self

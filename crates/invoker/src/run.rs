@@ -85,6 +85,93 @@ impl Invoker {
         }
     }
 
+    /// Prepares a container for `job`'s action before it is needed (the later steps of a
+    /// composition): initialized and left warm, without running anything. Speculative: does
+    /// nothing when a container for the action exists or when it would need evicting or queueing.
+    pub async fn prepare(&self, job: Job) {
+        let Some(kind) = self.runnable_kind(&job) else {
+            return;
+        };
+        let memory = job.action.limits.memory;
+        let key = pool_key(&job);
+        let demand = Demand {
+            key: &key,
+            kind,
+            memory,
+        };
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let placement = self
+            .pool
+            .lock()
+            .place_speculative(&demand, std::time::Instant::now());
+        let (id, slot, from_stem) = match placement {
+            Some(Placement::Prewarm { id, handle }) => (id, handle, true),
+            Some(Placement::Cold { .. }) => {
+                let limits = job.action.limits;
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout);
+                let slot = match self
+                    .start_container(kind, memory, limits.concurrency > 1, deadline)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let mut p = self.pool.lock();
+                        p.cancel_cold(memory);
+                        p.wake_one();
+                        tracing::debug!(error = %e, "speculative start failed");
+                        return;
+                    }
+                };
+                let id = self
+                    .pool
+                    .lock()
+                    .insert_active(slot.clone(), kind, memory, key, 1);
+                (id, slot, false)
+            }
+            _ => return,
+        };
+        let lease = Lease {
+            inv: self,
+            id,
+            slot,
+            armed: true,
+        };
+        let mut facts = RunFacts {
+            start_ms: now_millis(),
+            ..RunFacts::default()
+        };
+        let ok = self.init(&job, &lease.slot, &mut facts).await.is_ok();
+        if ok {
+            self.pool
+                .lock()
+                .set_max(lease.id, job.action.limits.concurrency);
+            lease.give_back(true);
+        } else {
+            let slot = lease.slot.clone();
+            lease.give_back(false);
+            self.destroy(&slot).await;
+        }
+        if from_stem {
+            self.refill_stems();
+        }
+    }
+
+    /// The runtime kind that runs `job`, when it can run here.
+    fn runnable_kind<'a>(&self, job: &'a Job) -> Option<&'a str> {
+        let kind = match &job.action.exec {
+            Exec::Code { kind, .. } => kind.as_str(),
+            Exec::Blackbox { image, .. } if self.manifest.is_native_image(image) => {
+                brisk_model::runtimes::BLACKBOX
+            }
+            _ => return None,
+        };
+        matches!(self.runtimes.get(kind).map(|r| &r.launch), Some(Ok(_)))
+            .then_some(kind)
+            .filter(|_| job.action.limits.memory <= self.config.user_memory_mb)
+    }
+
     async fn run_inner(&self, job: &Job) -> Activation {
         let action = &job.action;
         let kind = match &action.exec {
@@ -122,6 +209,7 @@ impl Invoker {
         };
         let mut retry = false;
         let mut attempts = 0;
+        let mut prepared = job.prepare_next.is_empty();
         loop {
             attempts += 1;
             if self.shutting_down.load(Ordering::SeqCst) {
@@ -135,6 +223,15 @@ impl Invoker {
                 }
                 pl
             };
+            if !prepared && !matches!(placement, Placement::Queued(_) | Placement::QueueFull) {
+                prepared = true;
+                for next in &job.prepare_next {
+                    if let Some(me) = self.arc() {
+                        let next = next.clone();
+                        tokio::spawn(async move { me.prepare(next).await });
+                    }
+                }
+            }
             match placement {
                 Placement::Warm { id, handle, resume } => {
                     let lease = Lease {

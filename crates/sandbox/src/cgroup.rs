@@ -104,7 +104,16 @@ impl Hierarchy {
             dirs,
         };
         for d in &cg.dirs {
-            mkdir(d)?;
+            if let Err(e) = mkdir(d) {
+                // The instance directories are removed by cleanup; make them again.
+                let missing = matches!(&e, Error::Io { source, .. } if source.kind() == ErrorKind::NotFound);
+                if !missing {
+                    cg.remove();
+                    return Err(e);
+                }
+                self.prepare(instance)?;
+                mkdir(d)?;
+            }
         }
         if let Err(e) = cg.set_limits(limits) {
             cg.remove();

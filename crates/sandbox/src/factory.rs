@@ -43,6 +43,8 @@ struct Inner {
     /// Namespaces wired to the egress bridge (when egress is available).
     egress_pool: Option<Arc<NetnsPool>>,
     egress: Option<Arc<Egress>>,
+    /// Set once everything was torn down (by `shutdown` or on drop).
+    shut_down: AtomicBool,
     /// Cgroups and launcher pids of containers not yet destroyed, for shutdown.
     live: Mutex<HashMap<String, (Cgroup, Option<i32>)>>,
 }
@@ -118,6 +120,7 @@ impl SandboxFactory {
                 egress_pool,
                 egress,
                 live: Mutex::new(HashMap::new()),
+                shut_down: AtomicBool::new(false),
             }),
         })
     }
@@ -266,6 +269,9 @@ impl Inner {
     /// Creates the private directory and the cgroup; builds the launch spec (without netns).
     fn prepare(&self, spec: &ContainerSpec) -> Result<(Cgroup, LaunchSpec)> {
         let c = &self.config;
+        // Shutdown removes it; a factory used afterwards makes it again.
+        std::fs::create_dir_all(&self.root_dir)
+            .map_err(|e| Error::io("create sandbox state dir", &self.root_dir, e))?;
         let code = spec.dir.join("code");
         std::fs::create_dir_all(&code).map_err(|e| Error::io("create container dir", &code, e))?;
         // Only the invoker writes here; the sandbox sees `code` read-only.
@@ -338,6 +344,9 @@ impl Inner {
     }
 
     fn shutdown_blocking(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let live: Vec<(Cgroup, Option<i32>)> = self.live.lock().drain().map(|(_, v)| v).collect();
         // Spare the launchers: each reaps its sandbox's init and exits (a zombie of ours until
         // its container is destroyed or dropped), so the host's init inherits nothing.
@@ -359,6 +368,14 @@ impl Inner {
         }
         let _ = std::fs::remove_dir(&self.root_dir);
         let _ = std::fs::remove_dir(&self.config.state_dir);
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone (no container holds one either): leave nothing behind, even
+    /// when nobody called [`SandboxFactory::shutdown`].
+    fn drop(&mut self) {
+        self.shutdown_blocking();
     }
 }
 
@@ -443,9 +460,9 @@ impl ContainerFactory for SandboxFactory {
             if n > 0 {
                 tracing::warn!(count = n, "removed leftover sandboxes");
             }
-            if let Err(e) = inner.hierarchy.prepare(&inner.config.instance) {
-                tracing::warn!(error = %e, "recreate instance cgroups");
-            }
+            // Also at the end of the invoker's shutdown: the instance directories go too (the
+            // next create makes them again).
+            inner.hierarchy.remove_instance(&inner.config.instance);
             let Ok(entries) = std::fs::read_dir(&run_dir) else {
                 return;
             };

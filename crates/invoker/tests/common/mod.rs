@@ -143,6 +143,7 @@ pub fn job(action: &Arc<Action>, args: Value) -> Job {
         cause: None,
         caused_by_sequence: false,
         received_at_ms: now_millis(),
+        prepare_next: Vec::new(),
     }
 }
 
