@@ -21,22 +21,26 @@ pub struct Authenticator {
     cache: RwLock<HashMap<String, (Arc<NamespaceRecord>, Instant)>>,
 }
 
+/// An `Authorization` header that is present but not usable Basic credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadCredentials;
+
 /// Extracts `uuid:key` from `Authorization: Basic ...` (scheme case-insensitive).
 /// `Ok(None)`: no credentials; `Err`: present but unusable.
-pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<AuthKey>, ()> {
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<AuthKey>, BadCredentials> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ())?.trim();
-    let (scheme, rest) = value.split_once(' ').ok_or(())?;
+    let value = value.to_str().map_err(|_| BadCredentials)?.trim();
+    let (scheme, rest) = value.split_once(' ').ok_or(BadCredentials)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(());
+        return Err(BadCredentials);
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
-        .map_err(|_| ())?;
-    let text = String::from_utf8(decoded).map_err(|_| ())?;
-    AuthKey::parse(&text).map(Some).ok_or(())
+        .map_err(|_| BadCredentials)?;
+    let text = String::from_utf8(decoded).map_err(|_| BadCredentials)?;
+    AuthKey::parse(&text).map(Some).ok_or(BadCredentials)
 }
 
 impl Authenticator {
@@ -91,7 +95,7 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Identity> {
         match basic_credentials(headers) {
             Ok(None) => Err(ApiError::Unauthorized(AUTH_MISSING)),
-            Err(()) => Err(ApiError::Unauthorized(AUTH_INVALID)),
+            Err(BadCredentials) => Err(ApiError::Unauthorized(AUTH_INVALID)),
             Ok(Some(key)) => self
                 .verify(&key)
                 .await?
