@@ -154,6 +154,8 @@ pub(crate) struct Plan {
     pub mixed_measure: Duration,
     pub mixed_connections: usize,
     pub zipf_s: f64,
+    /// Pause after a server starts, for its stem cells to come up.
+    pub settle: Duration,
 }
 
 impl Plan {
@@ -178,6 +180,7 @@ impl Plan {
             },
             mixed_connections: 8,
             zipf_s: args.zipf_s,
+            settle: Duration::from_millis(if q { 500 } else { 1000 }),
         }
     }
 }
@@ -187,7 +190,7 @@ pub(crate) struct Ctx {
     pub args: BenchArgs,
     pub plan: Plan,
     pub bin: PathBuf,
-    /// The main server under test.
+    /// The server under test in this scenario.
     pub target: Target,
     /// Prefix of every entity name this run creates.
     pub prefix: String,
@@ -208,6 +211,7 @@ impl Ctx {
         let server = BriskServer::start(&self.bin, &flags).await?;
         let target = Target::new(&server.apihost, Some(&self.args.auth))?;
         wait_ready(&target).await?;
+        tokio::time::sleep(self.plan.settle).await;
         Ok((server, target))
     }
 }
@@ -254,28 +258,7 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
             .collect()
     };
 
-    let main_server = match &args.apihost {
-        Some(_) => None,
-        None => {
-            progress(&format!("starting {} serve", bin.display()));
-            Some(BriskServer::start(&bin, &[]).await?)
-        }
-    };
-    let apihost = match (&args.apihost, &main_server) {
-        (Some(h), _) => h.clone(),
-        (None, Some(s)) => s.apihost.clone(),
-        (None, None) => bail!("no server to benchmark"),
-    };
-    let target = Target::new(&apihost, Some(&args.auth))?;
-    wait_ready(&target).await?;
-    let mut ctx = Ctx {
-        plan,
-        bin: bin.clone(),
-        target,
-        prefix: format!("bench{:08x}", rand::random::<u32>()),
-        args: args.clone(),
-    };
-
+    let prefix = format!("bench{:08x}", rand::random::<u32>());
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -291,7 +274,42 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         progress(&format!("scenario {}", name.as_str()));
         let mut s = Scenario::new(name.as_str());
         let t0 = Instant::now();
-        if let Err(e) = scenarios::run(name, &mut ctx, &mut report, &mut s).await {
+        let res = async {
+            // Every scenario gets a fresh server (unless --apihost), so the containers left by
+            // one (64 connections fill the pool) do not decide the next one's cold starts.
+            let server = match (&args.apihost, name) {
+                (Some(_), _) | (None, ScenarioName::Pool) => None,
+                (None, _) => Some(BriskServer::start(&bin, &[]).await?),
+            };
+            let apihost = match (&args.apihost, &server) {
+                (Some(h), _) => h.as_str(),
+                (None, Some(s)) => s.apihost.as_str(),
+                // The pool scenario starts its own servers.
+                (None, None) => "127.0.0.1:9",
+            };
+            let target = Target::new(apihost, Some(&args.auth))?;
+            if server.is_some() || args.apihost.is_some() {
+                wait_ready(&target).await?;
+            }
+            if server.is_some() {
+                // Let the stem cells come up.
+                tokio::time::sleep(plan.settle).await;
+            }
+            let ctx = Ctx {
+                plan: plan.clone(),
+                bin: bin.clone(),
+                target,
+                prefix: prefix.clone(),
+                args: args.clone(),
+            };
+            let res = scenarios::run(name, &ctx, &report, &mut s).await;
+            if let Some(server) = server {
+                server.stop().await;
+            }
+            res
+        }
+        .await;
+        if let Err(e) = res {
             progress(&format!("scenario {} failed: {e:#}", name.as_str()));
             s.error = Some(format!("{e:#}"));
         }
@@ -301,9 +319,6 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
             t0.elapsed().as_secs_f64()
         ));
         report.scenarios.push(s);
-    }
-    if let Some(server) = main_server {
-        server.stop().await;
     }
     report.duration_s = started.elapsed().as_secs_f64();
     report.targets = targets::check(&report);

@@ -97,20 +97,13 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Evenly spaced quantiles (`points` of them, from the minimum to the maximum) for plotting a
-/// distribution without carrying every sample.
-pub fn quantiles(sorted: &[f64], points: usize) -> Vec<(f64, f64)> {
-    if sorted.is_empty() || points < 2 {
-        return Vec::new();
+/// The sample at quantile `q` (0..=1) of sorted samples, by rounding to the nearest index.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
     }
     let last = sorted.len() - 1;
-    (0..points)
-        .map(|i| {
-            let q = i as f64 / (points - 1) as f64;
-            let idx = (q * last as f64).round() as usize;
-            (sorted[idx], q)
-        })
-        .collect()
+    Some(sorted[((q.clamp(0.0, 1.0) * last as f64).round() as usize).min(last)])
 }
 
 #[cfg(test)]
@@ -166,8 +159,10 @@ mod tests {
     #[test]
     fn quantiles_span_min_to_max() {
         let v: Vec<f64> = (0..=10).map(f64::from).collect();
-        let q = quantiles(&v, 3);
-        assert_eq!(q, vec![(0.0, 0.0), (5.0, 0.5), (10.0, 1.0)]);
-        assert!(quantiles(&[], 10).is_empty());
+        assert_eq!(quantile(&v, 0.0), Some(0.0));
+        assert_eq!(quantile(&v, 0.5), Some(5.0));
+        assert_eq!(quantile(&v, 1.0), Some(10.0));
+        assert_eq!(quantile(&v, 7.0), Some(10.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }

@@ -1,20 +1,23 @@
-//! The `--plot` chart: one panel per scenario with the cumulative distribution of each latency
-//! series on a logarithmic time axis. Hand-written SVG: a few hundred lines of text, no plotting
+//! The `--plot` chart: one panel per scenario with the latency distribution of each series:
+//! latency on a logarithmic x axis against the percentile on a tail-stretching y axis
+//! (`-log10(1 - q)`, so p50, p90, p99 and p99.9 are evenly spaced, as in HdrHistogram plots). Hand-written SVG: a few hundred lines of text, no plotting
 //! stack.
 
 use std::fmt::Write as _;
 
 use crate::report::Report;
-use crate::stats::quantiles;
+use crate::stats::quantile;
 
-const WIDTH: f64 = 960.0;
+const WIDTH: f64 = 1120.0;
 const PANEL_H: f64 = 240.0;
 const LEFT: f64 = 60.0;
 const PLOT_W: f64 = 560.0;
 const TOP: f64 = 30.0;
 const PLOT_H: f64 = 170.0;
 const LEGEND_X: f64 = LEFT + PLOT_W + 20.0;
-const POINTS: usize = 200;
+const POINTS: usize = 240;
+/// The y axis ends at p99.9 (`-log10(1 - 0.999) = 3`); the maximum is drawn there too.
+const TAIL_DECADES: f64 = 3.0;
 const COLORS: &[&str] = &[
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf",
@@ -75,7 +78,7 @@ pub fn render(report: &Report) -> String {
         let x_of = |ms: f64| {
             LEFT + PLOT_W * (ms.max(10f64.powi(lo)).log10() - f64::from(lo)) / f64::from(hi - lo)
         };
-        let y_of = |q: f64| y0 + TOP + PLOT_H * (1.0 - q);
+        let y_of = |q: f64| y0 + TOP + PLOT_H * (1.0 - tail(q) / TAIL_DECADES);
         let _ = writeln!(out, r#"<g>"#);
         let _ = writeln!(
             out,
@@ -100,7 +103,13 @@ pub fn render(report: &Report) -> String {
                 escape(&decade_label(d))
             );
         }
-        for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+        for (q, label) in [
+            (0.0, "min"),
+            (0.5, "p50"),
+            (0.9, "p90"),
+            (0.99, "p99"),
+            (0.999, "p99.9"),
+        ] {
             let y = y_of(q);
             let _ = writeln!(
                 out,
@@ -108,11 +117,7 @@ pub fn render(report: &Report) -> String {
                 LEFT + PLOT_W,
                 LEFT - 4.0,
                 y + 4.0,
-                if q == 0.99 {
-                    "p99".to_string()
-                } else {
-                    format!("{q}")
-                }
+                label
             );
         }
         let _ = writeln!(
@@ -123,7 +128,7 @@ pub fn render(report: &Report) -> String {
         );
         for (j, m) in series.iter().enumerate() {
             let color = COLORS[j % COLORS.len()];
-            let pts: String = quantiles(&m.sorted_ms, POINTS)
+            let pts: String = tail_points(&m.sorted_ms)
                 .into_iter()
                 .map(|(ms, q)| format!("{:.1},{:.1}", x_of(ms), y_of(q)))
                 .collect::<Vec<_>>()
@@ -157,6 +162,29 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// `-log10(1 - q)`, capped at the top of the axis.
+fn tail(q: f64) -> f64 {
+    if q >= 1.0 {
+        TAIL_DECADES
+    } else {
+        (-(1.0 - q).log10()).min(TAIL_DECADES)
+    }
+}
+
+/// Points `(latency, quantile)` evenly spaced on the tail axis, ending with the maximum.
+fn tail_points(sorted: &[f64]) -> Vec<(f64, f64)> {
+    let mut pts: Vec<(f64, f64)> = (0..POINTS)
+        .filter_map(|i| {
+            let q = 1.0 - 10f64.powf(-TAIL_DECADES * i as f64 / POINTS as f64);
+            quantile(sorted, q).map(|v| (v, q))
+        })
+        .collect();
+    if let Some(&max) = sorted.last() {
+        pts.push((max, 1.0));
+    }
+    pts
+}
+
 /// Whole decades (powers of ten, in ms) that cover all values, at least one decade wide.
 fn decade_range(values: impl Iterator<Item = f64>) -> (i32, i32) {
     let (mut min, mut max) = (f64::INFINITY, 0.0f64);
@@ -184,6 +212,18 @@ fn decade_label(d: i32) -> String {
 mod tests {
     use super::*;
     use crate::report::tests::sample_report;
+
+    #[test]
+    fn tail_axis_spaces_percentiles_evenly() {
+        assert_eq!(tail(0.0), 0.0);
+        assert!((tail(0.9) - 1.0).abs() < 1e-9);
+        assert!((tail(0.99) - 2.0).abs() < 1e-9);
+        assert_eq!(tail(1.0), TAIL_DECADES);
+        let pts = tail_points(&[1.0, 2.0, 3.0]);
+        assert_eq!(pts.first(), Some(&(1.0, 0.0)));
+        assert_eq!(pts.last(), Some(&(3.0, 1.0)));
+        assert!(tail_points(&[]).is_empty());
+    }
 
     #[test]
     fn escapes_markup() {

@@ -34,7 +34,7 @@ enum Command {
     /// Manage namespaces, keys and limits in a data directory.
     Admin(admin::AdminArgs),
     #[command(flatten)]
-    Client(cli::ClientCommand),
+    Client(Box<cli::ClientCommand>),
 }
 
 /// `~/.brisk`, or `./.brisk` when there is no home directory.
@@ -46,7 +46,23 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::from(2),
+                // The server and admin exit with EX_USAGE on bad configuration, like any other
+                // configuration error; client commands exit 2 as wsk does.
+                _ if matches!(std::env::args().nth(1).as_deref(), Some("serve" | "admin")) => {
+                    ExitCode::from(EX_USAGE)
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,7 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
-        Command::Client(command) => return cli::main(command, cli.global, &runtime),
+        Command::Client(command) => return cli::main(*command, cli.global, &runtime),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,6 +145,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind {addr}"))?;
     let local = listener.local_addr()?;
     let apihost = format!("http://{local}");
+    // Signals are caught from here on, so a signal right after the banner is a clean stop.
+    let signals = Signals::install().context("install signal handlers")?;
 
     let runtimes_dir = data_dir.join("runtimes");
     install_proxies(&runtimes_dir).context("install the runtime proxies")?;
@@ -171,7 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(signals.wait(shutdown.clone()));
     brisk_controller::serve(listener, controller.router(), shutdown.clone())
         .await
         .context("serve HTTP")?;
@@ -182,19 +184,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, installed before the server announces itself.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    tracing::info!("shutting down");
-    shutdown.cancel();
+
+    async fn wait(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    }
 }

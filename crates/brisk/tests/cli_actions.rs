@@ -440,7 +440,7 @@ fn packages_bindings_namespaces_and_list() {
     );
     let out = wsk.ok(&["package", "refresh"]);
     assert!(
-        out.starts_with("ok: refreshed namespace _\nCurrent bindings:\n/guest/mine\n"),
+        out.starts_with("ok: refreshed namespace guest\nCurrent bindings:\n/guest/mine\n"),
         "{out}"
     );
 
@@ -487,5 +487,52 @@ fn packages_bindings_namespaces_and_list() {
         run.stderr
             .contains("Binding references a package that does not exist."),
         "{run:?}"
+    );
+}
+
+/// The progress indicator shows on a terminal only: run under `script` for a pseudo-terminal.
+#[test]
+fn progress_indicator_on_a_terminal_only() {
+    let server = Server::start();
+    let wsk = Wsk::new(&server);
+    let mut big = String::from("function main() { return { big: true }; }\n//");
+    big.push_str(&"x".repeat(1536 * 1024));
+    let big = wsk.file("big.js", big.as_bytes());
+    let slow = wsk.file(
+        "slow.js",
+        b"function main() { return new Promise(r => setTimeout(() => r({ slow: true }), 2500)); }",
+    );
+
+    // Not a terminal: stderr stays clean.
+    let run = wsk.run(&["action", "create", "big", &big]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "ok: created action big\n", "")
+    );
+
+    let on_tty = |args: &str| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &format!("{} {args}", common::BRISK), "/dev/null"])
+            .env_remove("__OW_API_HOST")
+            .env_remove("__OW_API_KEY")
+            .env_remove("__OW_NAMESPACE")
+            .env("WSK_CONFIG_FILE", &wsk.config)
+            .env("HOME", wsk.dir.path())
+            .current_dir(wsk.dir.path())
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().expect("run script");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = on_tty(&format!("action update big {big}"));
+    assert!(
+        out.contains("uploading 1.5 MB") && out.contains("ok: updated action big"),
+        "{out:?}"
+    );
+    wsk.ok(&["action", "create", "slow", &slow]);
+    let out = on_tty("action invoke slow -r");
+    assert!(
+        out.contains("waiting for /_/slow") && out.contains("\"slow\": true"),
+        "{out:?}"
     );
 }

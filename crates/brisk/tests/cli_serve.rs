@@ -193,6 +193,9 @@ fn serve_prints_the_address_and_guest_key_and_stops_on_sigterm() {
 fn sigint_also_stops_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut srv = Server::start(dir.path());
+    // The banner is printed before the signal handlers are installed (reported); one request
+    // first makes sure the server is past that point.
+    assert_eq!(srv.get("/api/v1/namespaces", GUEST_KEY).0, 200);
     let pid = srv.child.id().to_string();
     assert!(
         Command::new("kill")

@@ -104,7 +104,11 @@ fn triggers_rules_fire_and_errors() {
             .find(|r| r["response"]["result"]["x"] == 1)
     });
     assert_eq!(fired["response"]["result"]["k"], "v2");
-    assert_eq!(fired["cause"], Value::Null);
+    assert_eq!(
+        fired["cause"],
+        fire_id.as_str(),
+        "caused by the trigger activation"
+    );
     let trigger_record = wsk.json(&["activation", "get", &fire_id]);
     assert_eq!(trigger_record["name"], "t1");
 
@@ -218,7 +222,8 @@ fn feeds_lifecycle_and_alarms() {
         "{out}"
     );
     wsk.fails(&["trigger", "get", "ft"], 148);
-    let events = wsk.eventually("all four lifecycle records", || {
+    // Two READs: the `trigger get --json` above and the plain one.
+    let events = wsk.eventually("all five lifecycle records", || {
         let mut events: Vec<(String, Value)> = records(&wsk, "feeds")
             .iter()
             .map(|r| {
@@ -230,12 +235,13 @@ fn feeds_lifecycle_and_alarms() {
             })
             .collect();
         events.reverse();
-        (events.len() == 4).then_some(events)
+        (events.len() == 5).then_some(events)
     });
     assert_eq!(
         events,
         [
             ("CREATE".to_owned(), json!("*/5 * * * *")),
+            ("READ".to_owned(), Value::Null),
             ("READ".to_owned(), Value::Null),
             ("UPDATE".to_owned(), json!("0 * * * *")),
             ("DELETE".to_owned(), Value::Null),

@@ -87,18 +87,8 @@ async fn start_rule(
     cause: ActivationId,
     tid: &str,
 ) -> Result<ActivationId, ApiError> {
-    if action.namespace() != &identity.namespace {
-        let readable = match action.package() {
-            Some(p) => {
-                state
-                    .package_readable(&identity.namespace, action.namespace(), p)
-                    .await?
-            }
-            None => false,
-        };
-        if !readable {
-            return Err(ApiError::forbidden_resource(&action.path.to_string()));
-        }
+    if !state.action_usable(&identity.namespace, action).await? {
+        return Err(ApiError::forbidden_resource(&action.path.to_string()));
     }
     let resolved = state.resolve_action(action, true).await?;
     let mut inv = Invocation::prepare(state, identity, resolved, args.clone(), tid)?;

@@ -142,6 +142,21 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Whether `identity_ns` may read and invoke the action `fqn`: its own root actions, or
+    /// actions of a package it may read (see [`Controller::package_readable`]).
+    pub async fn action_usable(
+        &self,
+        identity_ns: &EntityName,
+        fqn: &FullyQualifiedName,
+    ) -> ApiResult<bool> {
+        match fqn.package() {
+            Some(p) => self.package_readable(identity_ns, fqn.namespace(), p).await,
+            None => Ok(fqn.namespace() == identity_ns),
+        }
+    }
+}
+
 /// `ns/pkg` as a path.
 pub fn package_path(ns: &EntityName, pkg: &EntityName) -> EntityPath {
     EntityPath::in_package(ns.clone(), pkg.clone())

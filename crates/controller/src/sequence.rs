@@ -245,18 +245,12 @@ pub(crate) async fn resolve_component(
             "Sequence component does not exist.",
         )
     };
-    let caller = &run.inv.identity.namespace;
-    if component.namespace() != caller {
-        let readable = match component.package() {
-            Some(p) => state
-                .package_readable(caller, component.namespace(), p)
-                .await
-                .unwrap_or(false),
-            None => false,
-        };
-        if !readable {
-            return Err(missing());
-        }
+    let usable = state
+        .action_usable(&run.inv.identity.namespace, component)
+        .await
+        .unwrap_or(false);
+    if !usable {
+        return Err(missing());
     }
     state
         .resolve_action(component, true)

@@ -687,3 +687,125 @@ async fn action_bad_inputs() {
         .err_contains(400, "The request content was malformed");
     srv.get("actions/x").await.err(404);
 }
+
+#[tokio::test]
+async fn namespace_limits_restrict_kinds_and_instances() {
+    use brisk_model::UserLimits;
+    use brisk_store::AuthStore;
+
+    let srv = TestServer::start().await;
+    let key = srv.create_namespace("alice").await;
+    let limits = UserLimits {
+        allowed_kinds: Some(vec!["python:3.11".into()]),
+        concurrent_invocations: Some(5),
+        ..UserLimits::default()
+    };
+    srv.store
+        .set_limits("alice", &limits)
+        .await
+        .expect("set limits");
+    let alice = srv.as_key(&key);
+    alice
+        .put(
+            "actions/js",
+            json!({"exec": {"kind": "nodejs:20", "code": CODE}}),
+        )
+        .await
+        .err_msg(
+            403,
+            "The supplied authentication is not authorized to access actions of kind 'nodejs:20'.",
+        );
+    let py = json!({"kind": "python:3.11", "code": "def main(a):\n  return a"});
+    alice
+        .put(
+            "actions/py",
+            json!({"exec": py, "limits": {"instances": 6}}),
+        )
+        .await
+        .err_msg(
+            400,
+            "Max action instance concurrency must not exceed your namespace concurrency of 5.",
+        );
+    alice
+        .put(
+            "actions/py",
+            json!({"exec": py, "limits": {"instances": 0}}),
+        )
+        .await
+        .err(400);
+    let a = alice
+        .put(
+            "actions/py",
+            json!({"exec": py, "limits": {"instances": 5}}),
+        )
+        .await
+        .ok();
+    assert_eq!(a["limits"]["instances"], 5);
+    // Sequences are not a kind the namespace has to be allowed.
+    alice
+        .put(
+            "actions/seq",
+            json!({"exec": {"kind": "sequence", "components": ["/_/py"]}}),
+        )
+        .await
+        .ok();
+    let l = alice.get("limits").await.ok();
+    assert_eq!(l["allowedKinds"], json!(["python:3.11"]));
+    assert_eq!(l["concurrentInvocations"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_conflict_cleanly() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    let body = json!({"exec": {"kind": "nodejs:20", "code": CODE}});
+
+    // Racing creates: exactly one wins, the others see the entity exists.
+    let creates = (0..16).map(|_| {
+        let (srv, body) = (srv.clone(), body.clone());
+        tokio::spawn(async move { srv.put("actions/race", body).await })
+    });
+    let mut statuses = Vec::new();
+    for c in creates {
+        let r = c.await.expect("task");
+        if r.status != 200 {
+            r.err_msg(409, "resource already exists");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // Racing updates: each either lands (bumping the version) or reports the conflict.
+    let updates = (0..16).map(|i| {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            srv.put(
+                "actions/race?overwrite=true",
+                json!({"annotations": [{"key": format!("k{i}"), "value": i}]}),
+            )
+            .await
+        })
+    });
+    let mut landed = 0;
+    for u in updates {
+        let r = u.await.expect("task");
+        match r.status {
+            200 => landed += 1,
+            _ => r.err_msg(409, "Concurrent modification to resource detected."),
+        }
+    }
+    assert!(landed >= 1);
+    let a = srv.get("actions/race").await.ok();
+    assert_eq!(a["version"], format!("0.0.{}", 1 + landed));
+    let user_keys = keys(&a["annotations"])
+        .into_iter()
+        .filter(|k| k.starts_with('k'))
+        .count();
+    assert_eq!(
+        user_keys, landed,
+        "every landed update merged its annotation"
+    );
+}

@@ -379,3 +379,44 @@ async fn no_request_is_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn odd_query_strings_are_400_never_500() {
+    let srv = TestServer::start().await;
+    setup(&srv).await;
+    let cases = [
+        ("actions?limit=99999999999999999999", 400),
+        ("actions?limit=1e3", 400),
+        ("actions?limit=", 400),
+        ("actions?skip=%zz", 400),
+        ("triggers?count=", 400),
+        ("rules?count=yes", 200),
+        ("packages?count=0", 200),
+        ("actions/a?code=nope", 400),
+        ("actions/a?code=off", 200),
+        ("actions?limit=5&limit=500", 400),
+        ("actions?unknown=1&limit=1", 200),
+        ("activations?since=-1", 400),
+        ("activations?upto=1.5", 400),
+        ("activations?name=", 400),
+    ];
+    for (path, status) in cases {
+        let r = srv.get(path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        if status >= 400 {
+            r.err(status);
+        }
+    }
+    for (path, status) in [
+        ("packages/p?overwrite=maybe", 400),
+        ("packages/p?overwrite=1", 200),
+        ("packages/p?overwrite=0", 409),
+    ] {
+        let r = srv.put(path, json!({})).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        if status >= 400 {
+            r.err(status);
+        }
+    }
+    srv.delete("packages/p?force=perhaps").await.err(400);
+}

@@ -340,3 +340,43 @@ async fn rule_bad_inputs() {
         .await
         .err(404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rules_on_one_trigger_are_all_linked() {
+    let srv = std::sync::Arc::new(TestServer::start().await);
+    setup(&srv).await;
+    let n = 24;
+    let tasks = (0..n).map(|i| {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            srv.put(
+                &format!("rules/r{i}"),
+                json!({"trigger": "/_/t1", "action": "/_/hello"}),
+            )
+            .await
+        })
+    });
+    let mut created = Vec::new();
+    for (i, t) in tasks.enumerate() {
+        let r = t.await.expect("task");
+        if r.status == 200 {
+            assert_eq!(r.body["status"], "active");
+            created.push(format!("guest/r{i}"));
+        } else {
+            r.err(r.status);
+            // A rejected rule leaves nothing behind.
+            srv.get(&format!("rules/r{i}")).await.err(404);
+        }
+    }
+    let t1 = srv.get("triggers/t1").await.ok();
+    let mut linked: Vec<String> = t1["rules"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    linked.sort();
+    created.sort();
+    assert_eq!(
+        linked, created,
+        "every created rule is linked on the trigger"
+    );
+}

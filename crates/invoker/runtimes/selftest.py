@@ -167,10 +167,16 @@ class Proxy:
     def logs(self, activation_id, stream):
         """Lines tagged with the id (tag stripped), sentinel excluded, and whether it was seen."""
         tag = "\x01%s\x02" % activation_id
+        # Stderr lines travel on stdout marked "\x03"; the stderr sentinel stays on stderr.
+        err_tag = "\x01%s\x03" % activation_id
         with self.lock:
             tagged = [line[len(tag):] for line in self.lines[stream] if line.startswith(tag)]
+            if stream == "stderr":
+                moved = [line[len(err_tag):] for line in self.lines["stdout"] if line.startswith(err_tag)]
+            else:
+                moved = []
         seen = SENTINEL in tagged
-        return [line for line in tagged if line != SENTINEL], seen
+        return moved + [line for line in tagged if line != SENTINEL], seen
 
     def untagged(self, stream):
         with self.lock:

@@ -153,7 +153,7 @@ impl LogHub {
 
     /// Routes one raw line (without its newline) to its activation.
     pub(crate) fn on_line(&self, stream: Stream, raw: &[u8]) {
-        let (tag, text) = split_tag(raw);
+        let (tag, text, marked_stderr) = split_tag(raw);
         let mut st = self.state.lock();
         let idx = match tag {
             Some(id) => st
@@ -173,7 +173,14 @@ impl LogHub {
                 st.inflight.remove(idx).finish(true);
             }
         } else {
-            c.push(stream, text);
+            c.push(
+                if marked_stderr {
+                    Stream::Stderr
+                } else {
+                    stream
+                },
+                text,
+            );
         }
     }
 
@@ -221,11 +228,13 @@ impl LogHub {
     }
 }
 
-fn split_tag(raw: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    if raw.len() >= 34 && raw[0] == 1 && raw[33] == 2 {
-        (Some(&raw[1..33]), &raw[34..])
+/// `\x01<id>\x02text` (a line of the stream it arrived on) or `\x01<id>\x03text` (a stderr line
+/// sent through stdout so that the order of both streams survives).
+fn split_tag(raw: &[u8]) -> (Option<&[u8]>, &[u8], bool) {
+    if raw.len() >= 34 && raw[0] == 1 && (raw[33] == 2 || raw[33] == 3) {
+        (Some(&raw[1..33]), &raw[34..], raw[33] == 3)
     } else {
-        (None, raw)
+        (None, raw, false)
     }
 }
 

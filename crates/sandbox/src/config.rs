@@ -37,7 +37,7 @@ pub struct SandboxConfig {
     /// runs) on one machine never clean up each other's sandboxes.
     pub instance: String,
     /// Directory for the factory's own state (the empty staging directory of root file
-    /// systems). Created if missing.
+    /// systems). Created if missing, removed by shutdown. Default `/run/brisk-sandbox-<instance>`.
     pub state_dir: PathBuf,
     /// Unprivileged uid and gid the runtime runs as.
     pub uid: u32,
@@ -56,6 +56,10 @@ pub struct SandboxConfig {
     /// Whether to set up the egress bridge and firewall (needs the `ip` and `nft` commands);
     /// without it only policy `none` is available.
     pub egress_available: bool,
+    /// Extra IPv4 destinations (CIDR, e.g. the subnet of the platform's database or message
+    /// bus in a multi-machine deployment) that egress traffic may not reach. The host itself,
+    /// other containers and link-local addresses are always unreachable.
+    pub egress_deny: Vec<String>,
     /// Network namespaces kept ready per policy.
     pub netns_pool: usize,
 }
@@ -66,7 +70,7 @@ impl SandboxConfig {
     pub fn new(launcher: Vec<OsString>, instance: impl Into<String>) -> Self {
         let instance = instance.into();
         Self {
-            state_dir: PathBuf::from("/run/brisk-sandbox").join(&instance),
+            state_dir: PathBuf::from(format!("/run/brisk-sandbox-{instance}")),
             launcher,
             instance,
             uid: 65534,
@@ -77,16 +81,25 @@ impl SandboxConfig {
             ro_paths: default_ro_paths(),
             network: NetworkPolicy::Egress,
             egress_available: true,
+            egress_deny: Vec::new(),
             netns_pool: 4,
         }
     }
 }
 
-/// `/usr` (interpreters, their libraries, Node's and Python's standard libraries), the merged-usr
-/// links, and the few files of `/etc` that TLS and name resolution read.
+/// The distribution's part of `/usr` (interpreters, their libraries, Node's and Python's
+/// standard libraries; not `/usr/local`, `/usr/src` or `/usr/include`, which hold whatever else
+/// was installed on the machine), the merged-usr links, and the few files of `/etc` that TLS and
+/// name resolution read.
 pub fn default_ro_paths() -> Vec<PathBuf> {
     [
-        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/lib32",
+        "/usr/lib64",
+        "/usr/libexec",
+        "/usr/share",
         "/bin",
         "/sbin",
         "/lib",

@@ -65,7 +65,21 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<()>
 
 impl Egress {
     /// Removes what a previous run of `instance` left, then creates the bridge and the rules.
-    pub fn setup(instance: &str) -> Result<Self> {
+    pub fn setup(instance: &str, deny: &[String]) -> Result<Self> {
+        for cidr in deny {
+            let ok = cidr.split_once('/').map_or(
+                cidr.parse::<std::net::Ipv4Addr>().is_ok(),
+                |(a, p)| {
+                    a.parse::<std::net::Ipv4Addr>().is_ok()
+                        && p.parse::<u8>().is_ok_and(|p| p <= 32)
+                },
+            );
+            if !ok {
+                return Err(Error::Config(format!(
+                    "egress_deny entry `{cidr}` is not an IPv4 CIDR"
+                )));
+            }
+        }
         let h = tag_of(instance);
         let tag = format!("{:08x}", h);
         let eg = Self {
@@ -88,6 +102,10 @@ impl Egress {
         )
         .map_err(fail)?;
         let t = &eg.tag;
+        let extra: String = deny
+            .iter()
+            .map(|cidr| format!("    iifname \"{br}\" ip daddr {cidr} drop\n"))
+            .collect();
         let rules = format!(
             r#"table inet brisk_{t} {{
   chain input {{
@@ -101,7 +119,7 @@ impl Egress {
     oifname "{br}" drop
     iifname "{br}" ip daddr 169.254.0.0/16 drop
     iifname "{br}" ip daddr 127.0.0.0/8 drop
-  }}
+{extra}  }}
 }}
 table ip brisk_nat_{t} {{
   chain postrouting {{

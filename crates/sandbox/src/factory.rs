@@ -93,7 +93,10 @@ impl SandboxFactory {
             ));
         }
         let egress = if config.egress_available {
-            Some(Arc::new(Egress::setup(&config.instance)?))
+            Some(Arc::new(Egress::setup(
+                &config.instance,
+                &config.egress_deny,
+            )?))
         } else {
             None
         };
@@ -109,7 +112,8 @@ impl SandboxFactory {
         let egress_pool = egress
             .as_ref()
             .map(|eg| NetnsPool::start(size(NetworkPolicy::Egress), Some(eg.clone())));
-        let base_mounts = resolve_base_mounts(&config.ro_paths)?;
+        let mut base_mounts = resolve_base_mounts(&config.ro_paths)?;
+        base_mounts.extend(write_identity_files(&config)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -188,10 +192,18 @@ impl SandboxFactory {
             // be wired to the bridge first (slow: only when the pool ran dry).
             None if pool.egress() => {
                 let p = pool.clone();
-                match tokio::task::spawn_blocking(move || p.create_now()).await {
-                    Ok(Ok(ns)) => Some(ns),
-                    Ok(Err(e)) => return Err(Error::Netns(e).into()),
-                    Err(e) => return Err(Error::Task(e.to_string()).into()),
+                let made = tokio::task::spawn_blocking(move || p.create_now())
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))
+                    .and_then(|r| r.map_err(Error::Netns));
+                match made {
+                    Ok(ns) => Some(ns),
+                    Err(err) => {
+                        // Nothing runs in the cgroup yet.
+                        cgroup.remove();
+                        let _ = tokio::fs::remove_dir_all(&spec.dir).await;
+                        return Err(err.into());
+                    }
                 }
             }
             None => None,
@@ -324,8 +336,8 @@ impl Inner {
         };
         let cgroup = self.hierarchy.create(&c.instance, &spec.name, limits)?;
         let launch = LaunchSpec {
-            cgroup_procs: cgroup
-                .procs_files()
+            cgroup_join: cgroup
+                .join_files()
                 .iter()
                 .map(|p| utf8(p))
                 .collect::<Result<_>>()?,
@@ -367,6 +379,9 @@ impl Inner {
             eg.teardown();
         }
         let _ = std::fs::remove_dir(&self.root_dir);
+        for name in ["passwd", "group"] {
+            let _ = std::fs::remove_file(self.config.state_dir.join(name));
+        }
         let _ = std::fs::remove_dir(&self.config.state_dir);
     }
 }
@@ -388,6 +403,33 @@ fn socket_via(launcher_pid: u32, spec: &ContainerSpec) -> PathBuf {
             .unwrap_or(&spec.socket_path()),
     );
     p
+}
+
+/// A minimal `/etc/passwd` and `/etc/group` (root and the sandbox user), so that
+/// `getpwuid`-based calls (`os.userInfo()`, `getpass.getuser()`, `id`) work without exposing the
+/// host's accounts.
+fn write_identity_files(c: &SandboxConfig) -> Result<Vec<MountSpec>> {
+    let files = [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+                 sandbox:x:{}:{}:sandbox:/tmp:/usr/sbin/nologin\n",
+                c.uid, c.gid
+            ),
+        ),
+        ("group", format!("root:x:0:\nsandbox:x:{}:\n", c.gid)),
+    ];
+    let mut mounts = Vec::new();
+    for (name, text) in files {
+        let path = c.state_dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+        mounts.push(MountSpec::Ro {
+            src: utf8(&path)?,
+            dst: format!("/etc/{name}"),
+        });
+    }
+    Ok(mounts)
 }
 
 /// Whether `p` lies in a read-only directory mount of `mounts`.

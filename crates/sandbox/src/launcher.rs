@@ -55,8 +55,9 @@ fn launch() -> Res<Infallible> {
     let raw = ctx(std::env::var(SPEC_ENV), format!("read {SPEC_ENV}"))?;
     let spec: LaunchSpec = ctx(serde_json::from_str(&raw), "parse launch spec")?;
     let pid = std::process::id().to_string();
-    for procs in &spec.cgroup_procs {
-        ctx(fs::write(procs, &pid), format_args!("join cgroup {procs}"))?;
+    for file in &spec.cgroup_join {
+        let value = if file.ends_with("/tasks") { "0" } else { &pid };
+        ctx(fs::write(file, value), format_args!("join cgroup {file}"))?;
     }
     match &spec.netns {
         Some(path) => {

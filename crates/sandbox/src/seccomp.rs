@@ -50,8 +50,6 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_clock_settime,
     libc::SYS_clock_adjtime,
     libc::SYS_adjtimex,
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
     libc::SYS_vhangup,
     libc::SYS_userfaultfd,
     libc::SYS_open_by_handle_at,
@@ -62,6 +60,12 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_io_uring_register,
     libc::SYS_fanotify_init,
 ];
+
+/// Port I/O exists on x86 only.
+#[cfg(target_arch = "x86_64")]
+const DENIED_ARCH: &[libc::c_long] = &[libc::SYS_iopl, libc::SYS_ioperm];
+#[cfg(not(target_arch = "x86_64"))]
+const DENIED_ARCH: &[libc::c_long] = &[];
 
 /// `clone` flags that create namespaces.
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
@@ -88,7 +92,7 @@ fn arch() -> TargetArch {
 /// `clone3` → `ENOSYS`.
 pub fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for sc in DENIED {
+    for sc in DENIED.iter().chain(DENIED_ARCH) {
         eperm.insert(*sc, vec![]);
     }
     let mut clone_rules = Vec::new();

@@ -22,8 +22,10 @@ pub enum MountSpec {
 /// Everything the launcher needs; paths are host paths, valid both outside and inside.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchSpec {
-    /// `cgroup.procs` files the launcher writes its pid to before creating namespaces.
-    pub cgroup_procs: Vec<String>,
+    /// Files the launcher writes to before creating namespaces to join its cgroup: v1 `tasks`
+    /// files get "0" (the calling thread; the launcher is single-threaded), v2 `cgroup.procs`
+    /// its pid.
+    pub cgroup_join: Vec<String>,
     /// A file naming the network namespace to join (e.g. `/proc/<pid>/fd/<n>`); `None`
     /// creates a fresh one.
     pub netns: Option<String>,

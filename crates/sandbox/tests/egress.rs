@@ -40,8 +40,9 @@ impl Outside {
         let (ns, dev) = (format!("bext{id}"), format!("bxh{id}"));
         sh(&format!(
             "ip netns add {ns} && ip link add {dev} type veth peer name bxc netns {ns} && \
-             ip addr add 198.51.100.1/30 dev {dev} && ip link set {dev} up && \
-             ip -n {ns} addr add 198.51.100.2/30 dev bxc && ip -n {ns} link set bxc up && \
+             ip addr add 198.51.100.1/29 dev {dev} && ip link set {dev} up && \
+             ip -n {ns} addr add 198.51.100.2/29 dev bxc && \
+             ip -n {ns} addr add 198.51.100.3/29 dev bxc && ip -n {ns} link set bxc up && \
              ip -n {ns} link set lo up"
         ));
         Self { ns, dev }
@@ -65,6 +66,8 @@ async fn egress_reaches_outside_but_not_host_or_neighbours() {
     let mut cfg = config(&instance);
     cfg.network = NetworkPolicy::Egress;
     cfg.egress_available = true;
+    // As if the platform's database lived at the outside host's second address.
+    cfg.egress_deny = vec!["198.51.100.3/32".into()];
     let f = Fixture {
         factory: SandboxFactory::new(cfg).expect("egress factory"),
         tmp: tempfile::tempdir().unwrap(),
@@ -131,12 +134,21 @@ try_connect('host_addr', '198.51.100.1', {port})
 try_connect('loopback', '127.0.0.1', {port})
 try_connect('neighbour', '{b_ip}', 8098)
 try_connect('metadata', '169.254.169.254', 80)
+try_connect('denied', '198.51.100.3', 5432)
+try_connect('refused', '198.51.100.2', 5432)
 "#
     );
     let o = f.run("a", PYTHON, &script).await;
     o.ok();
     assert_eq!(o.get("outside"), "yes", "{o:#?}");
-    for key in ["gateway", "host_addr", "loopback", "neighbour", "metadata"] {
+    for key in [
+        "gateway",
+        "host_addr",
+        "loopback",
+        "neighbour",
+        "metadata",
+        "denied",
+    ] {
         assert!(o.get(key).starts_with("no "), "{key}: {o:#?}");
     }
     let peer = tokio::time::timeout(Duration::from_secs(5), ext_out.next_line())

@@ -41,6 +41,9 @@ async fn runs_unprivileged_without_capabilities() {
 import os
 print('uid=%d gid=%d' % (os.getuid(), os.getgid()))
 print('euid=%d groups=%s' % (os.geteuid(), os.getgroups()))
+import getpass, pwd
+print('user=%s' % getpass.getuser())
+print('accounts=%s' % ','.join(p.pw_name for p in pwd.getpwall()))
 for line in open('/proc/self/status'):
     k, v = line.split(':', 1)
     if k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp'):
@@ -51,6 +54,9 @@ for line in open('/proc/self/status'):
     o.ok();
     assert_eq!(o.get("uid"), "65534 gid=65534");
     assert_eq!(o.get("euid"), "65534 groups=[65534]");
+    // A synthetic passwd: the sandbox user resolves, the host's accounts are not there.
+    assert_eq!(o.get("user"), "sandbox");
+    assert_eq!(o.get("accounts"), "root,sandbox");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(o.get(cap), "0000000000000000", "{cap}");
     }
@@ -72,8 +78,9 @@ async fn cannot_read_host_files_or_other_containers() {
     let script = format!(
         r#"
 import os
-for i, p in enumerate(['/etc/shadow', '/etc/passwd', '/root', '/home', '/work', '/var', '/run',
-          '/sys', '{other}', '{other_dir}', '{data}', '/proc/1/root/etc/shadow']):
+for i, p in enumerate(['/etc/shadow', '/etc/hostname', '/root', '/home', '/work', '/var', '/run',
+          '/sys', '{other}', '{other_dir}', '{data}', '/proc/1/root/etc/shadow', '/usr/local',
+          '/usr/src']):
     try:
         if os.path.isdir(p):
             os.listdir(p)
@@ -89,7 +96,7 @@ for i, p in enumerate(['/etc/shadow', '/etc/passwd', '/root', '/home', '/work', 
     );
     let o = f.run("c1", PYTHON, &script).await;
     o.ok();
-    for i in 0..12 {
+    for i in 0..14 {
         let r = o.get(&format!("read{i}"));
         assert!(r.starts_with("no "), "read{i}: {r}\n{o:#?}");
     }
@@ -260,4 +267,29 @@ c = socket.create_connection(srv.getsockname()); print('own_loopback=ok')
         tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
     assert!(accepted.is_err(), "the host listener saw a connection");
     f.factory.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sandboxes_start_in_parallel() {
+    let f = std::sync::Arc::new(fixture("parallel"));
+    let runs = (0..24).map(|i| {
+        let f = f.clone();
+        tokio::spawn(async move {
+            let o = f
+                .run(
+                    &format!("p{i}"),
+                    "/bin/sh",
+                    "echo pid=$$; echo host=$(hostname)",
+                )
+                .await;
+            (o.get("pid").to_owned(), o.get("host").to_owned())
+        })
+    });
+    for r in runs.collect::<Vec<_>>() {
+        let (pid, host) = r.await.unwrap();
+        assert_eq!(pid, "2");
+        assert_eq!(host, "sandbox");
+    }
+    f.factory.shutdown().await;
+    assert_eq!(std::fs::read_dir(f.run_dir()).unwrap().count(), 0);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use brisk_invoker::{Container, ContainerFactory};
@@ -82,7 +82,7 @@ async fn destroy_and_shutdown_leave_nothing() {
     // The pool still destroys its containers after shutdown; that reaps the last launcher.
     b.destroy().await;
     assert_eq!(
-        host_mounts_under(Path::new("/run/brisk-sandbox-test")),
+        host_mounts_under(&f.factory.config().state_dir),
         Vec::<String>::new()
     );
     // Not even zombies remain.

@@ -62,12 +62,12 @@ pub(crate) async fn first_invokes(
     Ok(out)
 }
 
-pub(super) async fn run(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let n = ctx.plan.cold_actions;
     for kind in Kind::BOTH {
         let l = kind.label();
-        // A Node stem cell takes ~80 ms to start; leave room for the replacement.
-        let gap = Duration::from_millis(if kind == Kind::Node { 300 } else { 100 });
+        // A stem cell takes tens of ms to start (Node ~80 ms); leave room for the replacement.
+        let gap = Duration::from_millis(300);
         progress(&format!("  stem {l}: {n} fresh actions"));
         let r = first_invokes(ctx, &ctx.target, kind, n, gap, "cold").await?;
         s.latency(&format!("stem {l} e2e"), &r.e2e, r.errors);

@@ -10,18 +10,9 @@ use crate::report::Scenario;
 use crate::zipf::Zipf;
 use crate::{Ctx, progress};
 
-pub(super) async fn run(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let plan = ctx.plan.clone();
-    // A fresh server, so containers left by earlier scenarios do not count; with --apihost the
-    // given server is used.
-    let own = if ctx.args.apihost.is_none() {
-        Some(ctx.extra_server(&[]).await?)
-    } else {
-        None
-    };
-    let target = own
-        .as_ref()
-        .map_or_else(|| ctx.target.clone(), |(_, t)| t.clone());
+    let target = ctx.target.clone();
     let mut c = crate::client::Conn::connect(&target).await?;
     let n = plan.mixed_actions;
     progress(&format!("  creating {n} actions"));
@@ -60,9 +51,6 @@ pub(super) async fn run(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     .await;
     if let Some(e) = &res.first_error {
         progress(&format!("  mixed: {} error(s), first: {e}", res.errors));
-    }
-    if let Some((server, _)) = own {
-        server.stop().await;
     }
     s.latency("all invokes", &res.all, res.errors);
     s.latency("warm invokes", &res.warm, 0);

@@ -20,7 +20,7 @@ use crate::{Ctx, ScenarioName, progress};
 
 pub(crate) async fn run(
     name: ScenarioName,
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     report: &Report,
     s: &mut Scenario,
 ) -> anyhow::Result<()> {

@@ -41,7 +41,7 @@ async fn timed_invoke(
     Ok((reply.json()?, took))
 }
 
-pub(super) async fn run(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let reps = ctx.plan.pool_reps;
     // Pause and resume: a server that pauses 50 ms after the last activation.
     let grace = PAUSE_GRACE_MS.to_string();

@@ -14,7 +14,7 @@ use super::{diff, phase};
 
 const STEPS: usize = 5;
 
-pub(super) async fn run(ctx: &mut Ctx, report: &Report, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Ctx, report: &Report, s: &mut Scenario) -> anyhow::Result<()> {
     let mut c = ctx.conn().await?;
     let plan = ctx.plan.clone();
     let single = ctx.name("seq-single");

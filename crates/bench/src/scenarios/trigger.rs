@@ -15,7 +15,7 @@ use crate::stats::Samples;
 
 const POLL_LIMIT: Duration = Duration::from_secs(10);
 
-pub(super) async fn run(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let mut c = ctx.conn().await?;
     let action = ctx.name("trig-action");
     let trigger = ctx.name("trig");

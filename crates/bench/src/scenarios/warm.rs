@@ -19,7 +19,7 @@ async fn floor(ctx: &Ctx, kind: Kind) -> anyhow::Result<(FloorServer, Target)> {
     Ok((server, target))
 }
 
-pub(super) async fn warm(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let mut c = ctx.conn().await?;
     let plan = ctx.plan.clone();
     for kind in Kind::BOTH {
@@ -65,7 +65,7 @@ pub(super) async fn warm(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub(super) async fn throughput(ctx: &mut Ctx, s: &mut Scenario) -> anyhow::Result<()> {
+pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let mut c = ctx.conn().await?;
     let plan = ctx.plan.clone();
     let c1 = ctx.name("tp-c1");

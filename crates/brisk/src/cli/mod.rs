@@ -34,22 +34,22 @@ pub use output::Out;
 pub struct GlobalArgs {
     /// Whisk API host (`host:port`; bare hosts mean https, except localhost/127.0.0.1 which mean
     /// http; or give `http://` / `https://` explicitly).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_name = "HOST")]
+    #[arg(long, global = true, help_heading = "Global options", num_args = 0..=1, default_missing_value = "", value_name = "HOST")]
     pub apihost: Option<String>,
     /// Authorization key (`uuid:key`).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "", value_name = "KEY")]
+    #[arg(long, global = true, help_heading = "Global options", num_args = 0..=1, default_missing_value = "", value_name = "KEY")]
     pub auth: Option<String>,
     /// Bypass certificate checking.
-    #[arg(short = 'i', long, global = true)]
+    #[arg(short = 'i', long, global = true, help_heading = "Global options")]
     pub insecure: bool,
     /// Print the HTTP requests and responses (on stderr).
-    #[arg(short = 'v', long, global = true)]
+    #[arg(short = 'v', long, global = true, help_heading = "Global options")]
     pub verbose: bool,
     /// Print debugging output (on stderr), including full bodies.
-    #[arg(short = 'd', long, global = true)]
+    #[arg(short = 'd', long, global = true, help_heading = "Global options")]
     pub debug: bool,
     /// Machine-readable JSON on stdout instead of wsk's text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 }
 

@@ -248,6 +248,7 @@ async fn refresh(args: RefreshArgs, ctx: &Ctx) -> CliResult {
         .as_deref()
         .map(|n| n.trim_start_matches('/').to_owned())
         .unwrap_or_else(|| ctx.client.namespace.clone());
+    let ns = super::feed::real_namespace(ctx, &ns).await?;
     let list = ctx
         .client
         .get(

@@ -41,9 +41,12 @@ const rawWrite = {
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
 
+// Lines of both streams go to stdout, so their order survives; stderr lines carry the
+// "\x03" separator instead of "\x02". Only the stderr sentinel goes to the stderr pipe.
 function newLogContext(id) {
   return {
     tag: id ? '\x01' + id + '\x02' : '',
+    errTag: id ? '\x01' + id + '\x03' : '',
     done: false,
     out: '', // partial (unterminated) line per stream
     err: '',
@@ -82,8 +85,9 @@ function patchStream(stream, key) {
     }
     ctx[key] = text.slice(nl + 1);
     const body = text.slice(0, nl);
-    const tagged = ctx.tag + (ctx.tag ? body.split('\n').join('\n' + ctx.tag) : body) + '\n';
-    return raw(tagged, cb);
+    const tag = key === 'err' && ctx.errTag ? ctx.errTag : ctx.tag;
+    const tagged = tag + (tag ? body.split('\n').join('\n' + tag) : body) + '\n';
+    return (tag ? rawWrite.out : raw)(tagged, cb);
   };
 }
 
@@ -102,16 +106,19 @@ function endLogContext(ctx) {
     const written = () => {
       if (--pending === 0) resolve();
     };
+    // Partial lines first, then the sentinels: nothing tagged may follow a sentinel.
     for (const key of ['out', 'err']) {
       const dec = key === 'out' ? ctx.decOut : ctx.decErr;
       let rest = ctx[key] + (dec !== null ? dec.end() : '');
       ctx[key] = '';
-      let text = '';
+      const tag = key === 'err' && ctx.errTag ? ctx.errTag : ctx.tag;
       if (rest !== '') {
-        if (ctx.tag) rest = rest.split('\n').join('\n' + ctx.tag);
-        text = ctx.tag + rest + '\n';
+        if (tag) rest = rest.split('\n').join('\n' + tag);
+        rawWrite[tag ? 'out' : key](tag + rest + '\n');
       }
-      rawWrite[key](text + ctx.tag + SENTINEL + '\n', written);
+    }
+    for (const key of ['out', 'err']) {
+      rawWrite[key](ctx.tag + SENTINEL + '\n', written);
     }
   });
 }
@@ -358,7 +365,8 @@ async function handleInit(req, res, msg) {
 function endLogContextPartial(ctx) {
   for (const key of ['out', 'err']) {
     if (ctx[key] !== '') {
-      rawWrite[key](ctx.tag + (ctx.tag ? ctx[key].split('\n').join('\n' + ctx.tag) : ctx[key]) + '\n');
+      const tag = key === 'err' && ctx.errTag ? ctx.errTag : ctx.tag;
+      rawWrite[tag ? 'out' : key](tag + (tag ? ctx[key].split('\n').join('\n' + tag) : ctx[key]) + '\n');
       ctx[key] = '';
     }
   }

@@ -71,9 +71,13 @@ class TaggingWriter(io.TextIOBase):
     """A text stream that line-buffers output and tags each line with the
     activation currently running (runs are serialized, so one id suffices)."""
 
-    def __init__(self, fd, name):
+    def __init__(self, fd, name, line_fd=None, line_sep=b"\x02"):
         super().__init__()
         self._fd = fd
+        # Tagged lines may go to another fd (stderr lines go to stdout, marked with
+        # "\x03", so the order of both streams survives); sentinels stay on `fd`.
+        self._line_fd = fd if line_fd is None else line_fd
+        self._line_sep = line_sep
         self._name = name
         self._lock = threading.Lock()
         self._partial = ""
@@ -122,8 +126,11 @@ class TaggingWriter(io.TextIOBase):
     def _emit(self, body):
         data = body.encode("utf-8", errors="replace")
         if self.tag:
-            data = self.tag + data.replace(b"\n", b"\n" + self.tag)
-        _write_all(self._fd, data + b"\n")
+            tag = self.tag[:-1] + self._line_sep
+            data = tag + data.replace(b"\n", b"\n" + tag)
+            _write_all(self._line_fd, data + b"\n")
+        else:
+            _write_all(self._fd, data + b"\n")
 
     def flush(self):
         pass
@@ -133,12 +140,16 @@ class TaggingWriter(io.TextIOBase):
             self.tag = tag
             self.active = True
 
-    def end(self, sentinel):
-        """Flushes the partial line, optionally writes the sentinel, and stops tagging."""
+    def flush_partial(self):
+        """Emits the unterminated last line, if any."""
         with self._lock:
             if self._partial:
                 self._emit(self._partial)
                 self._partial = ""
+
+    def end(self, sentinel):
+        """Optionally writes the sentinel, and stops tagging."""
+        with self._lock:
             if sentinel:
                 _write_all(self._fd, self.tag + SENTINEL.encode() + b"\n")
             self.active = False
@@ -146,7 +157,7 @@ class TaggingWriter(io.TextIOBase):
 
 
 OUT = TaggingWriter(1, "<stdout>")
-ERR = TaggingWriter(2, "<stderr>")
+ERR = TaggingWriter(2, "<stderr>", line_fd=1, line_sep=b"\x03")
 
 
 def _begin_logs(activation_id):
@@ -156,6 +167,9 @@ def _begin_logs(activation_id):
 
 
 def _end_logs(sentinel=True):
+    # Every line before any sentinel: nothing tagged may follow one.
+    OUT.flush_partial()
+    ERR.flush_partial()
     OUT.end(sentinel)
     ERR.end(sentinel)
 

@@ -22,7 +22,7 @@ pub struct Fixture {
 pub fn config(instance: &str) -> SandboxConfig {
     let launcher = vec![OsString::from(env!("CARGO_BIN_EXE_brisk-sandbox-exec"))];
     let mut config = SandboxConfig::new(launcher, instance);
-    config.state_dir = PathBuf::from("/run/brisk-sandbox-test").join(instance);
+    config.state_dir = PathBuf::from(format!("/run/brisk-sandbox-test-{instance}"));
     config.network = NetworkPolicy::None;
     config.egress_available = false;
     config.netns_pool = 2;
