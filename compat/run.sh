@@ -49,6 +49,11 @@ if [[ -z "$apihost" ]]; then
   exit 1
 fi
 echo "compat: brisk serve on $apihost"
+# Compositions need `require('openwhisk')` in actions; the server installs it in the background.
+for _ in $(seq 1 600); do
+  [[ -f "$data/brisk/runtimes/node/node_modules/openwhisk/package.json" ]] && break
+  sleep 0.1
+done
 
 status=0
 BRISK_APIHOST="$apihost" node --test test/ || status=$?

@@ -2,6 +2,7 @@
 # Installs what building and running Brisk needs, if missing: a C compiler (for the bundled
 # SQLite), Node.js and Python 3 (the action runtimes). Safe to run repeatedly.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
@@ -13,6 +14,11 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Modules Node.js actions may require without bundling them (used by the invoker's tests; `brisk
+# serve` installs its own copy in its data directory).
+if [ ! -f crates/invoker/runtimes/node/node_modules/openwhisk/package.json ]; then
+  (cd crates/invoker/runtimes/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust from https://rustup.rs first" >&2

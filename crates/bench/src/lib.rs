@@ -265,6 +265,8 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         quick: args.quick,
         started_unix_ms,
         duration_s: 0.0,
+        loadavg_start: loadavg(),
+        loadavg_end: None,
         apihost: args.apihost.clone(),
         brisk_bin: bin.display().to_string(),
         scenarios: Vec::new(),
@@ -321,6 +323,7 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         report.scenarios.push(s);
     }
     report.duration_s = started.elapsed().as_secs_f64();
+    report.loadavg_end = loadavg();
     report.targets = targets::check(&report);
 
     println!("{}", report.table());
@@ -342,6 +345,17 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         bail!("scenarios failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Waits until the API answers an authenticated list.

@@ -16,6 +16,9 @@ pub struct Report {
     pub quick: bool,
     pub started_unix_ms: u64,
     pub duration_s: f64,
+    /// `/proc/loadavg` at the start and the end: other work on a shared machine skews a run.
+    pub loadavg_start: Option<String>,
+    pub loadavg_end: Option<String>,
     pub apihost: Option<String>,
     pub brisk_bin: String,
     pub scenarios: Vec<Scenario>,
@@ -178,10 +181,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "brisk bench: {} cores, {}{}",
+            "brisk bench: {} cores, {}{:.0} s, load average {} at start, {} at end",
             self.cores,
             if self.quick { "quick run, " } else { "" },
-            format_args!("{:.0} s", self.duration_s)
+            self.duration_s,
+            self.loadavg_start.as_deref().unwrap_or("?"),
+            self.loadavg_end.as_deref().unwrap_or("?"),
         );
         for s in &self.scenarios {
             let _ = writeln!(out, "\n== {} ==", s.name);
@@ -305,6 +310,8 @@ pub(crate) mod tests {
             quick: true,
             started_unix_ms: 1,
             duration_s: 2.0,
+            loadavg_start: None,
+            loadavg_end: None,
             apihost: None,
             brisk_bin: "/bin/brisk".into(),
             scenarios: vec![warm],

@@ -64,7 +64,7 @@ pub fn render(report: &Report) -> String {
         out,
         r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>"#,
         escape(&format!(
-            "brisk bench: latency distributions (CDF, log time axis), {} cores{}",
+            "brisk bench: latency distributions (percentile vs latency, log axes), {} cores{}",
             report.cores,
             if report.quick { ", quick run" } else { "" }
         ))

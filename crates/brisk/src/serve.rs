@@ -72,7 +72,45 @@ const PROXIES: &[(&str, &str)] = &[
         "native/proxy.py",
         include_str!("../../invoker/runtimes/native/proxy.py"),
     ),
+    (
+        "node/package.json",
+        include_str!("../../invoker/runtimes/node/package.json"),
+    ),
+    (
+        "node/package-lock.json",
+        include_str!("../../invoker/runtimes/node/package-lock.json"),
+    ),
 ];
+
+/// Installs the modules Node.js actions may require without bundling them (`openwhisk`, as
+/// OpenWhisk's Node.js image has it) next to the Node proxy, in the background: start-up does
+/// not wait, and a machine without npm or registry access still serves every other action.
+fn install_node_modules(runtimes_dir: &std::path::Path) {
+    let dir = runtimes_dir.join("node");
+    if dir.join("node_modules/openwhisk/package.json").exists() {
+        return;
+    }
+    tokio::spawn(async move {
+        tracing::info!(dir = %dir.display(), "installing Node.js modules for actions");
+        let out = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() => tracing::info!("Node.js modules for actions installed"),
+            Ok(o) => tracing::warn!(
+                stderr = %String::from_utf8_lossy(&o.stderr).trim(),
+                "could not install Node.js modules for actions (require('openwhisk') will fail)"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "npm is not available: Node.js actions cannot require('openwhisk')"
+            ),
+        }
+    });
+}
 
 fn install_proxies(dir: &std::path::Path) -> anyhow::Result<()> {
     for (rel, text) in PROXIES {
@@ -150,6 +188,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtimes_dir = data_dir.join("runtimes");
     install_proxies(&runtimes_dir).context("install the runtime proxies")?;
+    install_node_modules(&runtimes_dir);
     let mut icfg = InvokerConfig::new(data_dir.join("run"), runtimes_dir);
     if let Some(mb) = args.user_memory_mb {
         icfg.user_memory_mb = mb;

@@ -9,7 +9,10 @@
 //! ```
 //! The outer launcher stays as the factory's child and exits with the runtime's status; if it
 //! is killed, the kernel kills init (parent-death signal) and with it the whole pid namespace.
-#![allow(unsafe_code)] // fork, prctl and close_range have no safe wrappers; each use is below.
+#![allow(
+    unsafe_code,
+    reason = "fork, PR_CAPBSET_DROP and close_range have no safe wrappers; each use has a SAFETY note"
+)]
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -319,7 +322,11 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
         // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if rc != 0 {
-            break;
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(format!("drop capability {cap} from the bounding set: {e}"));
         }
     }
     // From uid 0 to non-zero without keep-caps: permitted, effective and ambient are cleared.

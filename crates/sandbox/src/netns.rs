@@ -5,7 +5,10 @@
 //! destroyed. The pool holds them as file descriptors of this process: nothing is mounted, so a
 //! crash leaves nothing behind (the kernel frees them with the last descriptor). The launcher
 //! joins one through `/proc/<invoker pid>/fd/<n>`.
-#![allow(unsafe_code)] // the SIOCSIFFLAGS ioctl has no safe wrapper; see `loopback_up`.
+#![allow(
+    unsafe_code,
+    reason = "the SIOCSIFFLAGS ioctl has no safe wrapper; see `loopback_up`"
+)]
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -84,6 +84,13 @@ fn result(a: &brisk_model::Activation) -> Value {
 }
 
 async fn start(test: &str) -> (Arc<Invoker>, SandboxFactory, tempfile::TempDir) {
+    start_with(test, false).await
+}
+
+async fn start_with(
+    test: &str,
+    prewarm: bool,
+) -> (Arc<Invoker>, SandboxFactory, tempfile::TempDir) {
     let instance = format!("t{}-{test}", std::process::id());
     let factory = SandboxFactory::new(common::config(&instance)).unwrap();
     let dir = tempfile::Builder::new()
@@ -93,7 +100,7 @@ async fn start(test: &str) -> (Arc<Invoker>, SandboxFactory, tempfile::TempDir) 
     let runtimes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../invoker/runtimes");
     let mut config = InvokerConfig::new(dir.path().join("run"), runtimes);
     config.user_memory_mb = 2048;
-    config.prewarm = false;
+    config.prewarm = prewarm;
     config.pause_grace = Duration::from_millis(50);
     let inv = Invoker::start_with_factory(
         config,
@@ -206,4 +213,24 @@ async fn actions_of_every_runtime_run_in_sandboxes() {
     );
     factory.shutdown().await;
     assert!(!factory.config().state_dir.exists());
+}
+
+#[tokio::test]
+async fn stem_cells_are_sandboxes_too() {
+    let (inv, factory, _dir) = start_with("stem", true).await;
+    let a = action(
+        "stem",
+        code(
+            "nodejs:20",
+            "function main() { return {uid: process.getuid(), pid: process.pid}; }",
+            false,
+        ),
+        256,
+    );
+    let act = inv.run(job(&a, json!({}))).await;
+    assert_eq!(act.response.status_code, StatusCode::Success, "{act:?}");
+    assert_eq!(result(&act)["uid"], 65534);
+    assert_eq!(result(&act)["pid"], 2);
+    inv.shutdown().await;
+    factory.shutdown().await;
 }

@@ -21,6 +21,17 @@ const { AsyncLocalStorage } = require('async_hooks');
 const { StringDecoder } = require('string_decoder');
 const { pathToFileURL } = require('url');
 
+// Modules every action may require without bundling them (as OpenWhisk's Node.js runtime
+// image preinstalls them, e.g. `openwhisk`, which openwhisk-composer's conductors use):
+// `node_modules` next to this file, when the platform has installed it.
+{
+  const shared = path.join(__dirname, 'node_modules');
+  if (fs.existsSync(shared)) {
+    process.env.NODE_PATH = [shared, process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
+    Module._initPaths();
+  }
+}
+
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
 const NOT_A_DICTIONARY = 'The action did not return a dictionary or array.';
 

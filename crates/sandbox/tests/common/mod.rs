@@ -1,6 +1,6 @@
 //! Helpers shared by the sandbox tests: a factory with a unique instance name and a way to run
 //! a small script as a container's "proxy" and collect its output.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
