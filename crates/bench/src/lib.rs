@@ -375,3 +375,70 @@ async fn wait_ready(target: &Target) -> anyhow::Result<()> {
     }
     bail!("server at {} not ready: {last}", target.addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand};
+
+    use super::*;
+
+    /// Shaped like `brisk`: global `--apihost`/`--auth` for the client commands, and `bench`.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Cmd,
+        #[arg(long, global = true)]
+        apihost: Option<String>,
+        #[arg(long, global = true)]
+        auth: Option<String>,
+    }
+
+    #[derive(Subcommand)]
+    enum Cmd {
+        Bench(BenchArgs),
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Cmd::Bench(b) = cli.command;
+        b
+    }
+
+    #[test]
+    fn parses_beside_global_client_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let b = parse(&[
+            "brisk",
+            "bench",
+            "--quick",
+            "--scenarios",
+            "warm,cold",
+            "--apihost",
+            "http://h:1",
+        ]);
+        assert!(b.quick);
+        assert_eq!(b.scenarios, vec![ScenarioName::Warm, ScenarioName::Cold]);
+        assert_eq!(b.apihost.as_deref(), Some("http://h:1"));
+        assert_eq!(b.auth, GUEST_KEY);
+        assert_eq!(b.node, PathBuf::from("/usr/bin/node"));
+    }
+
+    #[test]
+    fn quick_plan_is_brief() {
+        let quick = Plan::new(&BenchArgs {
+            quick: true,
+            ..BenchArgs::default()
+        });
+        assert_eq!(quick.measure, Duration::from_secs(1));
+        assert_eq!(quick.cold_actions, 3);
+        let full = Plan::new(&BenchArgs {
+            duration: Some(2.5),
+            cold_actions: Some(7),
+            ..BenchArgs::default()
+        });
+        assert_eq!(full.measure, Duration::from_millis(2500));
+        assert_eq!(full.cold_actions, 7);
+        assert_eq!(full.mixed_measure, Duration::from_millis(7500));
+    }
+}

@@ -54,6 +54,9 @@ enum AdminCommand {
         /// Whether to store this namespace's activations.
         #[arg(long)]
         store_activations: Option<bool>,
+        /// Outbound network access of this namespace's actions (`none` or `egress`).
+        #[arg(long)]
+        network: Option<brisk_invoker::NetworkPolicy>,
     },
 }
 
@@ -97,6 +100,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             fires_per_minute,
             allowed_kinds,
             store_activations,
+            network,
         } => {
             let rec = store
                 .namespace_by_name(&namespace)
@@ -110,6 +114,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             limits.fires_per_minute = fires_per_minute.or(limits.fires_per_minute);
             limits.allowed_kinds = allowed_kinds.or(limits.allowed_kinds);
             limits.store_activations = store_activations.or(limits.store_activations);
+            limits.network = network.map(|n| n.as_str().to_owned()).or(limits.network);
             store.set_limits(&namespace, &limits).await?;
             println!("{}", serde_json::to_string(&limits)?);
         }

@@ -37,6 +37,13 @@ enum Command {
     Client(Box<cli::ClientCommand>),
 }
 
+/// Hidden first argument under which the binary acts as the sandbox launcher.
+pub const SANDBOX_EXEC: &str = "__sandbox-exec";
+
+fn brisk_sandbox_exec_arg() -> &'static std::ffi::OsStr {
+    std::ffi::OsStr::new(SANDBOX_EXEC)
+}
+
 /// `~/.brisk`, or `./.brisk` when there is no home directory.
 pub fn default_data_dir() -> PathBuf {
     std::env::var_os("HOME")
@@ -46,6 +53,14 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // The sandbox launcher re-executes this binary; it must run before anything else (it forks,
+    // so no threads may exist yet).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == brisk_sandbox_exec_arg())
+    {
+        brisk_sandbox::launcher_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

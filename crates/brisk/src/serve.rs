@@ -53,9 +53,67 @@ pub struct ServeArgs {
     /// Idle seconds before a warm container is removed.
     #[arg(long, env = "BRISK_IDLE_TIMEOUT_S", default_value_t = 600)]
     pub idle_timeout_s: u64,
+    /// How action containers are isolated: `sandbox` (Linux namespaces, cgroups, seccomp; needs
+    /// root), `process` (plain host processes, no isolation), or `auto` (sandbox when root).
+    #[arg(long, env = "BRISK_ISOLATION", default_value = "auto")]
+    pub isolation: Isolation,
+    /// Outbound network access of actions: `egress` (through NAT) or `none`. Namespaces can
+    /// override it with `brisk admin limits NS --network ...`.
+    #[arg(long, env = "BRISK_NETWORK", default_value = "egress")]
+    pub network: brisk_invoker::NetworkPolicy,
     /// Seconds activations in flight get to finish on shutdown.
     #[arg(long, env = "BRISK_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    Auto,
+    Sandbox,
+    Process,
+}
+
+/// A short name for this data directory, so that two servers on one machine never touch each
+/// other's sandboxes (cgroups, network devices and state are named after it).
+fn instance_name(data_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    canonical.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// The container backend: the sandbox when asked for (or when root under `auto`).
+async fn container_factory(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+    user_memory_mb: u64,
+) -> anyhow::Result<Option<brisk_sandbox::SandboxFactory>> {
+    let root = nix::unistd::geteuid().is_root();
+    let wanted = match args.isolation {
+        Isolation::Process => false,
+        Isolation::Sandbox => true,
+        Isolation::Auto => root,
+    };
+    if !wanted {
+        tracing::warn!(
+            "actions run as plain host processes without isolation (run as root for the sandbox)"
+        );
+        return Ok(None);
+    }
+    let exe =
+        std::env::current_exe().context("locate the brisk binary for the sandbox launcher")?;
+    let mut config = brisk_sandbox::SandboxConfig::new(
+        vec![exe.into_os_string(), crate::SANDBOX_EXEC.into()],
+        instance_name(data_dir),
+    );
+    config.user_memory_mb = user_memory_mb;
+    config.network = args.network;
+    let factory = tokio::task::spawn_blocking(move || brisk_sandbox::SandboxFactory::new(config))
+        .await
+        .context("start the sandbox")?
+        .context("start the sandbox (it needs root, namespaces and cgroups)")?;
+    Ok(Some(factory))
 }
 
 /// The runtime proxies, embedded so the binary is self-contained; written to the data dir.
@@ -197,9 +255,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     icfg.pause_grace = Duration::from_millis(args.pause_grace_ms);
     icfg.idle_timeout = Duration::from_secs(args.idle_timeout_s);
     icfg.api_host = apihost.clone();
-    let invoker = Invoker::start(icfg, manifest.clone())
-        .await
-        .context("start the invoker")?;
+    icfg.network = args.network;
+    let sandbox = container_factory(&args, &data_dir, icfg.user_memory_mb).await?;
+    let invoker = match &sandbox {
+        Some(f) => Invoker::start_with_factory(icfg, manifest.clone(), Arc::new(f.clone())).await,
+        None => Invoker::start(icfg, manifest.clone()).await,
+    }
+    .context("start the invoker")?;
     let controller = Controller::with_invoker(config, store, manifest, invoker);
     println!(
         "brisk serve: OpenWhisk API on {apihost} (data in {})",

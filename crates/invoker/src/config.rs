@@ -22,6 +22,8 @@ pub struct InvokerConfig {
     pub api_host: String,
     /// Activations allowed to wait for capacity.
     pub max_queue: usize,
+    /// Outbound network access of containers, unless a namespace's limits say otherwise.
+    pub network: crate::NetworkPolicy,
 }
 
 impl InvokerConfig {
@@ -36,6 +38,7 @@ impl InvokerConfig {
             prewarm: true,
             api_host: "http://127.0.0.1:3233".into(),
             max_queue: 10_000,
+            network: crate::NetworkPolicy::default(),
         }
     }
 }

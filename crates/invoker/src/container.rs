@@ -8,6 +8,39 @@ use tokio::io::AsyncRead;
 
 use crate::error::Result;
 
+/// Outbound network access of an action's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NetworkPolicy {
+    /// Own network namespace with only a loopback interface.
+    None,
+    /// Outbound traffic allowed through NAT (OpenWhisk's default); the host, its loopback
+    /// services and other containers stay unreachable.
+    #[default]
+    Egress,
+}
+
+impl NetworkPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkPolicy::None => "none",
+            NetworkPolicy::Egress => "egress",
+        }
+    }
+}
+
+impl std::str::FromStr for NetworkPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "egress" => Ok(Self::Egress),
+            other => Err(format!(
+                "unknown network policy `{other}` (expected none or egress)"
+            )),
+        }
+    }
+}
+
 /// How to start one runtime proxy.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -27,6 +60,8 @@ pub struct ContainerSpec {
     pub allow_concurrent: bool,
     /// `__OW_API_HOST`.
     pub api_host: String,
+    /// Outbound network access (enforced by isolating backends).
+    pub network: NetworkPolicy,
 }
 
 impl ContainerSpec {
@@ -59,6 +94,11 @@ pub trait Container: Send + Sync + 'static {
     async fn resume(&self) -> Result<()>;
     /// Kills every process of the container and removes its private directory. Idempotent.
     async fn destroy(&self);
+    /// How many of the container's processes the kernel killed for exceeding the memory limit
+    /// (backends that enforce one).
+    fn oom_kills(&self) -> u64 {
+        0
+    }
 }
 
 /// Starts containers. Object-safe so that the invoker can hold `Arc<dyn ContainerFactory>`.
@@ -68,4 +108,6 @@ pub trait ContainerFactory: Send + Sync + 'static {
     async fn create(&self, spec: &ContainerSpec) -> Result<(Box<dyn Container>, ContainerOutput)>;
     /// Removes whatever a previous run of the invoker left under `run_dir`.
     async fn cleanup_leftovers(&self, run_dir: &Path);
+    /// Releases everything the factory holds on the host (after the last container is gone).
+    async fn shutdown(&self) {}
 }

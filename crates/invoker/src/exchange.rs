@@ -8,6 +8,9 @@ use brisk_model::{ActivationResponse, StatusCode, now_millis};
 use crate::invoker::{Handle, Invoker};
 use crate::job::{self, CodeRef, Job, MAX_RESULT, RunFacts};
 
+/// OpenWhisk's message for an activation killed for exceeding its memory limit.
+pub(crate) const OOM: &str = "The action exhausted its memory and was aborted.";
+
 /// Outcome of init + run before logs are attached.
 pub(crate) struct Outcome {
     pub response: ActivationResponse,
@@ -46,10 +49,12 @@ impl Invoker {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "run exchange failed");
-                fail(
-                    facts,
-                    "The action did not produce a valid response and exited unexpectedly.".into(),
-                )
+                let msg = if slot.container.oom_kills() > 0 {
+                    OOM
+                } else {
+                    "The action did not produce a valid response and exited unexpectedly."
+                };
+                fail(facts, msg.into())
             }
             Ok(Ok(resp)) => Outcome {
                 response: job::classify_run(&resp),
@@ -97,10 +102,12 @@ impl Invoker {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "init exchange failed");
-                Err(fail(
-                    facts,
-                    "The action did not initialize and exited unexpectedly.".into(),
-                ))
+                let msg = if slot.container.oom_kills() > 0 {
+                    OOM
+                } else {
+                    "The action did not initialize and exited unexpectedly."
+                };
+                Err(fail(facts, msg.into()))
             }
             Ok(Ok(resp)) => job::classify_init(&resp).map_err(|response| Outcome {
                 response,

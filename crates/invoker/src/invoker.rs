@@ -184,6 +184,7 @@ impl Invoker {
         let late: Vec<Handle> = self.live.lock().drain().map(|(_, h)| h).collect();
         futures_join_all(late.iter().map(|h| h.container.destroy())).await;
         self.factory.cleanup_leftovers(&self.config.run_dir).await;
+        self.factory.shutdown().await;
         tracing::info!("invoker stopped");
     }
 
@@ -194,6 +195,7 @@ impl Invoker {
         memory_mb: u64,
         allow_concurrent: bool,
         deadline: Instant,
+        network: crate::NetworkPolicy,
     ) -> Result<Handle> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -218,6 +220,7 @@ impl Invoker {
             memory_mb,
             allow_concurrent,
             api_host: self.config.api_host.clone(),
+            network,
         };
         let (container, output) = self.factory.create(&spec).await?;
         let logs = LogHub::start(output, &spec.name);
@@ -275,7 +278,9 @@ impl Invoker {
             let me = me.clone();
             self.tasks.spawn(async move {
                 let deadline = Instant::now() + STEM_START_TIMEOUT;
-                let started = me.start_container(&kind, memory, false, deadline).await;
+                let started = me
+                    .start_container(&kind, memory, false, deadline, me.config.network)
+                    .await;
                 let handle = match started {
                     Ok(h) => Some(h),
                     Err(e) => {

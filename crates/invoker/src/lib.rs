@@ -26,7 +26,7 @@ mod stems;
 mod zip;
 
 pub use config::{InvokerConfig, default_user_memory_mb};
-pub use container::{Container, ContainerFactory, ContainerOutput, ContainerSpec};
+pub use container::{Container, ContainerFactory, ContainerOutput, ContainerSpec, NetworkPolicy};
 pub use error::{Error, Result};
 pub use invoker::{Invoker, PoolStats};
 pub use job::Job;

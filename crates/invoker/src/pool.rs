@@ -64,6 +64,8 @@ pub struct Demand<'a> {
     pub key: &'a PoolKey,
     pub kind: &'a str,
     pub memory: u64,
+    /// Whether a stem cell fits (they are started with the deployment's network policy).
+    pub stem_ok: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -204,6 +206,9 @@ impl<C: Clone> PoolState<C> {
     }
 
     fn take_prewarm(&mut self, d: &Demand<'_>) -> Option<Placement<C>> {
+        if !d.stem_ok {
+            return None;
+        }
         let e = self.entries.iter_mut().find(|e| {
             matches!(e.state, State::Prewarmed) && e.kind == d.kind && e.memory == d.memory
         })?;
@@ -410,6 +415,7 @@ mod tests {
             key: k,
             kind: "nodejs:20",
             memory,
+            stem_ok: true,
         }
     }
 

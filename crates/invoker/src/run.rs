@@ -94,10 +94,12 @@ impl Invoker {
         };
         let memory = job.action.limits.memory;
         let key = pool_key(&job);
+        let network = self.network_of(&job);
         let demand = Demand {
             key: &key,
             kind,
             memory,
+            stem_ok: network == self.config.network,
         };
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -112,7 +114,7 @@ impl Invoker {
                 let limits = job.action.limits;
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout);
                 let slot = match self
-                    .start_container(kind, memory, limits.concurrency > 1, deadline)
+                    .start_container(kind, memory, limits.concurrency > 1, deadline, network)
                     .await
                 {
                     Ok(s) => s,
@@ -156,6 +158,16 @@ impl Invoker {
         if from_stem {
             self.refill_stems();
         }
+    }
+
+    /// The network policy of the invoking namespace, else the deployment's.
+    fn network_of(&self, job: &Job) -> crate::NetworkPolicy {
+        job.identity
+            .limits
+            .network
+            .as_deref()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(self.config.network)
     }
 
     /// The runtime kind that runs `job`, when it can run here.
@@ -202,10 +214,12 @@ impl Invoker {
             return whisk_error(job, "Failed to provision resources to run the action.");
         }
         let key = pool_key(job);
+        let network = self.network_of(job);
         let demand = Demand {
             key: &key,
             kind,
             memory,
+            stem_ok: network == self.config.network,
         };
         let mut retry = false;
         let mut attempts = 0;
@@ -280,7 +294,7 @@ impl Invoker {
                 }
                 Placement::Cold { evicted } => {
                     self.destroy_later(evicted);
-                    return self.cold(job, kind, memory, key).await;
+                    return self.cold(job, kind, memory, key, network).await;
                 }
                 Placement::Queued(rx) => {
                     tracing::debug!("pool full; activation queued");
@@ -294,11 +308,18 @@ impl Invoker {
         }
     }
 
-    async fn cold(&self, job: &Job, kind: &str, memory: u64, key: PoolKey) -> Activation {
+    async fn cold(
+        &self,
+        job: &Job,
+        kind: &str,
+        memory: u64,
+        key: PoolKey,
+        network: crate::NetworkPolicy,
+    ) -> Activation {
         let limits = job.action.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout);
         let started = self
-            .start_container(kind, memory, limits.concurrency > 1, deadline)
+            .start_container(kind, memory, limits.concurrency > 1, deadline, network)
             .await;
         let slot = match started {
             Ok(s) => s,
@@ -416,8 +437,9 @@ fn pool_key(job: &Job) -> PoolKey {
         e => e.kind(),
     };
     format!(
-        "{}|{}|{}|{}|{}|{}/{}/{}/{}",
+        "{}|{:?}|{}|{}|{}|{}|{}/{}/{}/{}",
         job.identity.namespace,
+        job.identity.limits.network,
         a.fqn(),
         a.version,
         a.updated,

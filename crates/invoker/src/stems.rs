@@ -194,6 +194,7 @@ mod tests {
             key: k,
             kind: "nodejs:20",
             memory,
+            stem_ok: true,
         }
     }
 

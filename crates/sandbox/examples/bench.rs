@@ -53,6 +53,7 @@ fn spec(
         memory_mb,
         allow_concurrent: false,
         api_host: "http://127.0.0.1:3233".into(),
+        network: NetworkPolicy::None,
     }
 }
 

@@ -3,29 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// Outbound network access of the actions' containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NetworkPolicy {
-    /// Own network namespace with only a loopback interface.
-    None,
-    /// Own network namespace with a veth to a host bridge; outbound traffic is masqueraded,
-    /// while the host itself, its loopback services and other containers stay unreachable.
-    #[default]
-    Egress,
-}
-
-impl std::str::FromStr for NetworkPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Self::None),
-            "egress" => Ok(Self::Egress),
-            other => Err(format!(
-                "unknown network policy `{other}` (expected none or egress)"
-            )),
-        }
-    }
-}
+pub use brisk_invoker::NetworkPolicy;
 
 /// How a [`crate::SandboxFactory`] builds sandboxes.
 #[derive(Debug, Clone)]

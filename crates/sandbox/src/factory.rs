@@ -155,8 +155,7 @@ impl SandboxFactory {
         &self,
         spec: &ContainerSpec,
     ) -> brisk_invoker::Result<(SandboxContainer, ContainerOutput)> {
-        self.create_sandbox_with(spec, self.inner.config.network)
-            .await
+        self.create_sandbox_with(spec, spec.network).await
     }
 
     /// Creates a sandbox with an explicit network policy (a per-namespace override).
@@ -493,6 +492,10 @@ impl ContainerFactory for SandboxFactory {
         Ok((Box::new(c), out))
     }
 
+    async fn shutdown(&self) {
+        SandboxFactory::shutdown(self).await;
+    }
+
     async fn cleanup_leftovers(&self, run_dir: &Path) {
         let run_dir = run_dir.to_path_buf();
         let inner = self.inner.clone();
@@ -628,6 +631,10 @@ impl Container for SandboxContainer {
 
     async fn resume(&self) -> brisk_invoker::Result<()> {
         self.cgroup.thaw().map_err(Into::into)
+    }
+
+    fn oom_kills(&self) -> u64 {
+        SandboxContainer::oom_kills(self)
     }
 
     async fn destroy(&self) {

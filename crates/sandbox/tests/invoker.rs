@@ -102,6 +102,7 @@ async fn start_with(
     config.user_memory_mb = 2048;
     config.prewarm = prewarm;
     config.pause_grace = Duration::from_millis(50);
+    config.network = factory.config().network;
     let inv = Invoker::start_with_factory(
         config,
         Arc::new(RuntimeManifest::builtin()),

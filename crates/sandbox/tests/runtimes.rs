@@ -81,6 +81,7 @@ async fn init_and_run(f: &Fixture, kind: &str, interpreter: &str, proxy: &str, c
         memory_mb: 256,
         allow_concurrent: false,
         api_host: "http://127.0.0.1:3233".into(),
+        network: f.factory.config().network,
     };
     let start = Instant::now();
     let (c, out) = f.factory.create_sandbox(&spec).await.unwrap();

@@ -1,22 +1,26 @@
 //! pool: what the container pool costs, measured from outside the server (it exposes no pool
-//! metrics): resume = invoke after the pause grace minus a warm invoke; memory = PSS of the
-//! runtime processes under the server (`/proc/<pid>/smaps_rollup`); sandbox create time
-//! estimated from true cold starts.
+//! metrics): resume = an invoke after an idle period long enough to be paused minus the same
+//! idle period on a server that does not pause yet (so the cost of waking an idle machine is not
+//! counted as resume); memory = PSS of the runtime processes under the server
+//! (`/proc/<pid>/smaps_rollup`); sandbox create time estimated from true cold starts.
 
 use std::time::Duration;
 
 use hyper::Method;
 
 use crate::api::{self, Kind, invoke_path};
-use crate::client::{Conn, annotation};
-use crate::procs::{self, ProcInfo};
+use crate::client::{Conn, Target, annotation};
+use crate::procs::{self, FloorKind, FloorServer, ProcInfo};
 use crate::report::{Pct, Scenario};
 use crate::stats::{Samples, percentile};
 use crate::{Ctx, progress};
 
 use super::diff;
 
-const PAUSE_GRACE_MS: u64 = 50;
+const PAUSE_GRACE_MS: u64 = 150;
+/// Idle periods before an invoke: shorter than the grace (running) and longer (paused).
+const SHORT_IDLE_MS: u64 = 100;
+const LONG_IDLE_MS: u64 = 300;
 
 fn is_kind(p: &ProcInfo, kind: Kind) -> bool {
     match kind {
@@ -27,6 +31,12 @@ fn is_kind(p: &ProcInfo, kind: Kind) -> bool {
 
 fn mean_mb(kb: &[u64]) -> Option<f64> {
     (!kb.is_empty()).then(|| kb.iter().sum::<u64>() as f64 / kb.len() as f64 / 1024.0)
+}
+
+async fn floor_request(c: &mut Conn) -> anyhow::Result<Duration> {
+    let (reply, took) = c.timed(Method::POST, "/", Some("{}".into())).await?;
+    reply.ok()?;
+    Ok(took)
 }
 
 async fn timed_invoke(
@@ -43,66 +53,9 @@ async fn timed_invoke(
 
 pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let reps = ctx.plan.pool_reps;
-    // Pause and resume: a server that pauses 50 ms after the last activation.
-    let grace = PAUSE_GRACE_MS.to_string();
-    let (server, target) = ctx.extra_server(&["--pause-grace-ms", &grace]).await?;
-    let mut c = Conn::connect(&target).await?;
-    for kind in Kind::BOTH {
-        let l = kind.label();
-        let name = ctx.name(&format!("pool-{l}"));
-        api::put_action(&mut c, &name, kind, &kind.noop_code(&name), None).await?;
-        for _ in 0..5 {
-            api::invoke(&mut c, &name).await?;
-        }
-        let mut warm = Samples::new();
-        for _ in 0..reps * 5 {
-            warm.push(timed_invoke(&mut c, &name, true).await?.1);
-        }
-        let mut resumed = Samples::new();
-        let mut paused_seen = 0;
-        let mut paused_pss = Vec::new();
-        for _ in 0..reps {
-            tokio::time::sleep(Duration::from_millis(PAUSE_GRACE_MS * 4)).await;
-            let stopped: Vec<ProcInfo> = procs::descendants(server.pid)
-                .into_iter()
-                .filter(|p| p.state == 'T' && is_kind(p, kind))
-                .collect();
-            if !stopped.is_empty() {
-                paused_seen += 1;
-                paused_pss.extend(stopped.iter().filter_map(|p| p.pss_kb));
-            }
-            resumed.push(timed_invoke(&mut c, &name, true).await?.1);
-        }
-        let wp50 = s.latency(&format!("warm invoke {l}"), &warm, 0).p(Pct::P50);
-        let rp50 = s
-            .latency(&format!("invoke after pause {l}"), &resumed, 0)
-            .p(Pct::P50);
-        s.value(&format!("resume overhead {l} p50"), "ms", diff(rp50, wp50));
-        s.value(
-            &format!("paused containers seen {l}"),
-            "of reps",
-            Some(f64::from(paused_seen)),
-        );
-        match mean_mb(&paused_pss) {
-            Some(mb) => {
-                s.value(&format!("paused container PSS {l}"), "MB", Some(mb));
-            }
-            None => s.na(
-                &format!("paused container PSS {l}"),
-                "MB",
-                "no stopped runtime process found under the server (paused by other means than SIGSTOP?)",
-            ),
-        }
-    }
-    s.na(
-        "pause time",
-        "ms",
-        "the pause happens off the request path and the server does not expose its duration",
-    );
-    server.stop().await;
 
-    // Idle warm memory and sandbox create time: a server without stem cells, so every runtime
-    // process under it is an action's container.
+    // A server without stem cells, so every runtime process under it is an action's container:
+    // idle memory and sandbox create time.
     let (server, target) = ctx.extra_server(&["--prewarm", "false"]).await?;
     let mut c = Conn::connect(&target).await?;
     for kind in Kind::BOTH {
@@ -123,13 +76,13 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let idle: Vec<ProcInfo> = procs::descendants(server.pid)
+        let procs: Vec<ProcInfo> = procs::descendants(server.pid)
             .into_iter()
             .filter(|p| p.state != 'T' && is_kind(p, kind))
             .collect();
-        progress(&format!("  {} idle {l} runtime process(es)", idle.len()));
-        let pss: Vec<u64> = idle.iter().filter_map(|p| p.pss_kb).collect();
-        let rss: Vec<u64> = idle.iter().filter_map(|p| p.rss_kb).collect();
+        progress(&format!("  {} idle {l} runtime process(es)", procs.len()));
+        let pss: Vec<u64> = procs.iter().filter_map(|p| p.pss_kb).collect();
+        let rss: Vec<u64> = procs.iter().filter_map(|p| p.rss_kb).collect();
         s.value(&format!("idle warm container PSS {l}"), "MB", mean_mb(&pss));
         s.value(&format!("idle warm container RSS {l}"), "MB", mean_mb(&rss));
         s.value(
@@ -143,11 +96,116 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         s.value(&format!("sandbox create estimate {l}"), "ms", estimate);
     }
     server.stop().await;
+
+    // Pause and resume on one container of a server that pauses PAUSE_GRACE_MS after the last
+    // activation: invokes after a shorter idle period (not paused) alternate with invokes after
+    // a longer one (paused), so waking an idle machine is not counted as resume.
+    let grace = PAUSE_GRACE_MS.to_string();
+    let (server, target) = ctx.extra_server(&["--pause-grace-ms", &grace]).await?;
+    let mut c = Conn::connect(&target).await?;
+    for kind in Kind::BOTH {
+        let l = kind.label();
+        let name = ctx.name(&format!("pool-{l}"));
+        api::put_action(&mut c, &name, kind, &kind.noop_code(&name), None).await?;
+        for _ in 0..5 {
+            api::invoke(&mut c, &name).await?;
+        }
+        let mut warm = Samples::new();
+        for _ in 0..reps * 5 {
+            warm.push(timed_invoke(&mut c, &name, true).await?.1);
+        }
+        let mut running = Samples::new();
+        let mut resumed = Samples::new();
+        let mut paused_pss = Vec::new();
+        let mut unexpected = 0u32;
+        for _ in 0..reps {
+            for (idle, want_paused) in [(SHORT_IDLE_MS, false), (LONG_IDLE_MS, true)] {
+                tokio::time::sleep(Duration::from_millis(idle)).await;
+                let stopped: Vec<ProcInfo> = procs::descendants(server.pid)
+                    .into_iter()
+                    .filter(|p| p.state == 'T' && is_kind(p, kind))
+                    .collect();
+                let took = timed_invoke(&mut c, &name, true).await?.1;
+                match (want_paused, stopped.is_empty()) {
+                    (false, true) => running.push(took),
+                    (true, false) => {
+                        paused_pss.extend(stopped.iter().filter_map(|p| p.pss_kb));
+                        resumed.push(took);
+                    }
+                    _ => unexpected += 1,
+                }
+            }
+        }
+        let wp50 = s
+            .latency(&format!("warm invoke back to back {l}"), &warm, 0)
+            .p(Pct::P50);
+        let np50 = s
+            .latency(
+                &format!("invoke after {SHORT_IDLE_MS} ms idle, not paused {l}"),
+                &running,
+                0,
+            )
+            .p(Pct::P50);
+        let rp50 = s
+            .latency(
+                &format!("invoke after {LONG_IDLE_MS} ms idle, paused {l}"),
+                &resumed,
+                0,
+            )
+            .p(Pct::P50);
+        s.value(&format!("resume overhead {l} p50"), "ms", diff(rp50, np50));
+        s.value(&format!("idle penalty {l} p50"), "ms", diff(np50, wp50));
+        s.value(
+            &format!("pause state not as expected {l}"),
+            "invokes",
+            Some(f64::from(unexpected)),
+        );
+        match mean_mb(&paused_pss) {
+            Some(mb) => {
+                s.value(&format!("paused container PSS {l}"), "MB", Some(mb));
+            }
+            None => s.na(
+                &format!("paused container PSS {l}"),
+                "MB",
+                "no stopped runtime process found under the server (paused by other means than SIGSTOP?)",
+            ),
+        }
+    }
+    server.stop().await;
+
+    // The same idle penalty on the bare Node server: how much of it is the machine's.
+    let floor = FloorServer::start(FloorKind::Node, &ctx.args.node).await?;
+    let mut fc = Conn::connect(&Target::new(&floor.apihost, None)?).await?;
+    let mut back = Samples::new();
+    let mut after = Samples::new();
+    for _ in 0..reps * 5 {
+        back.push(floor_request(&mut fc).await?);
+    }
+    for _ in 0..reps {
+        tokio::time::sleep(Duration::from_millis(SHORT_IDLE_MS)).await;
+        after.push(floor_request(&mut fc).await?);
+    }
+    let bp50 = s.latency("floor node back to back", &back, 0).p(Pct::P50);
+    let ap50 = s
+        .latency(
+            &format!("floor node after {SHORT_IDLE_MS} ms idle"),
+            &after,
+            0,
+        )
+        .p(Pct::P50);
+    s.value("idle penalty floor node p50", "ms", diff(ap50, bp50));
+    drop(floor);
+
+    s.na(
+        "pause time",
+        "ms",
+        "the pause happens off the request path and the server does not expose its duration",
+    );
     s.note(format!(
-        "resume: a server with --pause-grace-ms {PAUSE_GRACE_MS}; each invoke after {} ms idle minus a back-to-back warm invoke",
-        PAUSE_GRACE_MS * 4
+        "resume overhead = p50 of invokes after {LONG_IDLE_MS} ms idle (container paused) minus invokes after {SHORT_IDLE_MS} ms idle (not yet paused), alternating on one container of a --pause-grace-ms {PAUSE_GRACE_MS} server; the pause state is checked in /proc before each invoke"
     ));
-    s.note("memory: mean PSS/RSS of the runtime processes under a --prewarm false server after each action ran (Python numbers include any interpreter shared with a zygote)");
+    s.note("idle penalty = invoke after a short idle period minus back-to-back invokes: the cost of waking idle processes and vCPUs, measured for Brisk and for the bare Node server");
+    s.note("memory: mean PSS/RSS of the runtime processes under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run");
     s.note("sandbox create estimate = true cold e2e - initTime - warm e2e (p50s): process start plus runtime boot, as seen from outside");
     Ok(())
 }

@@ -65,6 +65,7 @@ impl Fixture {
             memory_mb,
             allow_concurrent: false,
             api_host: "http://127.0.0.1:3233".into(),
+            network: self.factory.config().network,
         }
     }
 
