@@ -57,10 +57,11 @@ impl Brisk {
     /// Starts a server over `dir` (kept after the server stops).
     pub fn start_in(dir: &Path, args: &[&str]) -> Self {
         let mut cmd = Command::new(BRISK);
-        cmd.args(["serve", "--port", "0", "--data-dir"])
-            .arg(dir)
-            .args(["--pause-grace-ms", "60000"])
-            .args(args)
+        cmd.args(["serve", "--port", "0", "--data-dir"]).arg(dir);
+        if !args.contains(&"--pause-grace-ms") {
+            cmd.args(["--pause-grace-ms", "60000"]);
+        }
+        cmd.args(args)
             .env("BRISK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
