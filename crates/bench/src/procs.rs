@@ -201,9 +201,14 @@ impl FloorServer {
 #[derive(Debug, Clone)]
 pub struct ProcInfo {
     pub pid: u32,
+    pub ppid: u32,
+    /// Base name of the executable (`argv[0]`), e.g. `node`, `python3.11`.
+    pub exe: String,
     pub cmdline: String,
-    /// `R`, `S`, `T` (stopped: a paused container), ...
+    /// `R`, `S`, `T` (stopped), ...
     pub state: char,
+    /// Stopped (SIGSTOP, the process backend) or in a frozen cgroup (the sandbox backend).
+    pub paused: bool,
     pub pss_kb: Option<u64>,
     pub rss_kb: Option<u64>,
 }
@@ -243,30 +248,90 @@ fn children(pid: u32) -> Vec<u32> {
 
 pub fn proc_info(pid: u32) -> Option<ProcInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = parse_stat_state(&stat)?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+    let (state, ppid) = parse_stat(&stat)?;
+    let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             String::from_utf8_lossy(&b)
                 .split('\0')
                 .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
+                .map(str::to_string)
+                .collect()
         })
         .unwrap_or_default();
+    let exe = args
+        .first()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     Some(ProcInfo {
         pid,
-        cmdline,
+        ppid,
+        exe,
+        cmdline: args.join(" "),
         state,
+        paused: state == 'T' || frozen(&cgroups),
         pss_kb: rollup_field(&rollup, "Pss:"),
         rss_kb: rollup_field(&rollup, "Rss:"),
     })
 }
 
-/// The state letter of `/proc/<pid>/stat`: the field after the parenthesised command name.
-fn parse_stat_state(stat: &str) -> Option<char> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().next()?.chars().next()
+/// Whether the cgroups listed in `/proc/<pid>/cgroup` are frozen: the v1 freezer's
+/// `freezer.state`, or `frozen 1` in a cgroup2 `cgroup.events` (unified or hybrid mount).
+fn frozen(proc_cgroup: &str) -> bool {
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "freezer") {
+            let state =
+                std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+                    .unwrap_or_default();
+            if state.trim() == "FROZEN" {
+                return true;
+            }
+        } else if controllers.is_empty() && path != "/" {
+            for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+                let events = std::fs::read_to_string(format!("{root}{path}/cgroup.events"))
+                    .unwrap_or_default();
+                if events.lines().any(|l| l.trim() == "frozen 1") {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The state letter and the parent pid from `/proc/<pid>/stat` (the fields after the
+/// parenthesised command name).
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Sum of the PSS of `p` and of its ancestors up to (not including) a process outside `all`:
+/// the runtime plus whatever wraps it per container (a sandbox's launcher and init).
+pub fn chain_pss_kb(p: &ProcInfo, all: &[ProcInfo]) -> Option<u64> {
+    let mut total = p.pss_kb?;
+    let mut ppid = p.ppid;
+    for _ in 0..8 {
+        let Some(parent) = all.iter().find(|q| q.pid == ppid) else {
+            break;
+        };
+        // A parent shared by several runtimes (a zygote, a pool helper) is not per container.
+        if all.iter().filter(|q| q.ppid == parent.pid).count() > 1 {
+            break;
+        }
+        total += parent.pss_kb.unwrap_or(0);
+        ppid = parent.ppid;
+    }
+    Some(total)
 }
 
 /// A `kB` field of `/proc/<pid>/smaps_rollup`.
@@ -283,8 +348,10 @@ mod tests {
 
     #[test]
     fn parses_proc_fields() {
-        assert_eq!(parse_stat_state("123 (node a) b) T 1 2 3"), Some('T'));
-        assert_eq!(parse_stat_state("garbage"), None);
+        assert_eq!(parse_stat("123 (node a) b) T 77 2 3"), Some(('T', 77)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert!(!frozen("0::/\n"));
+        assert!(!frozen("garbage"));
         let rollup = "00400000-7fff [rollup]\nRss:    9400 kB\nPss:    6012 kB\nPss_Anon: 1 kB\n";
         assert_eq!(rollup_field(rollup, "Pss:"), Some(6012));
         assert_eq!(rollup_field(rollup, "Rss:"), Some(9400));
@@ -292,9 +359,37 @@ mod tests {
     }
 
     #[test]
+    fn sums_a_container_chain() {
+        let p = |pid, ppid, pss| ProcInfo {
+            pid,
+            ppid,
+            exe: String::new(),
+            cmdline: String::new(),
+            state: 'S',
+            paused: false,
+            pss_kb: Some(pss),
+            rss_kb: None,
+        };
+        // server 1 -> launcher 2 -> init 3 -> runtime 4; a shared helper 5 -> runtimes 6, 7.
+        let all = vec![
+            p(2, 1, 100),
+            p(3, 2, 10),
+            p(4, 3, 5000),
+            p(5, 1, 900),
+            p(6, 5, 3000),
+            p(7, 5, 3000),
+        ];
+        assert_eq!(chain_pss_kb(&all[2], &all), Some(5110));
+        assert_eq!(chain_pss_kb(&all[4], &all), Some(3000));
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = proc_info(std::process::id()).expect("own /proc entry");
         assert!(me.pss_kb.is_some_and(|kb| kb > 0));
         assert!(matches!(me.state, 'R' | 'S'));
+        assert!(!me.paused);
+        assert!(!me.exe.is_empty());
+        assert_eq!(chain_pss_kb(&me, std::slice::from_ref(&me)), me.pss_kb);
     }
 }

@@ -33,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage namespaces, keys and limits in a data directory.
     Admin(admin::AdminArgs),
+    /// Benchmark a Brisk server against the bare runtimes on this machine.
+    Bench(Box<brisk_bench::BenchArgs>),
     #[command(flatten)]
     Client(Box<cli::ClientCommand>),
 }
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
+        Command::Bench(args) => runtime.block_on(brisk_bench::run(*args)),
         Command::Client(command) => return cli::main(*command, cli.global, &runtime),
     };
     match result {

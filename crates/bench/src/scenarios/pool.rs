@@ -22,10 +22,11 @@ const PAUSE_GRACE_MS: u64 = 150;
 const SHORT_IDLE_MS: u64 = 100;
 const LONG_IDLE_MS: u64 = 300;
 
+/// A runtime process of `kind`, by its executable's name.
 fn is_kind(p: &ProcInfo, kind: Kind) -> bool {
     match kind {
-        Kind::Node => p.cmdline.contains("node"),
-        Kind::Python => p.cmdline.contains("python"),
+        Kind::Node => p.exe.starts_with("node"),
+        Kind::Python => p.exe.starts_with("python"),
     }
 }
 
@@ -76,15 +77,29 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let procs: Vec<ProcInfo> = procs::descendants(server.pid)
-            .into_iter()
-            .filter(|p| p.state != 'T' && is_kind(p, kind))
+        let all = procs::descendants(server.pid);
+        let procs: Vec<&ProcInfo> = all
+            .iter()
+            .filter(|p| !p.paused && is_kind(p, kind))
             .collect();
         progress(&format!("  {} idle {l} runtime process(es)", procs.len()));
-        let pss: Vec<u64> = procs.iter().filter_map(|p| p.pss_kb).collect();
+        let pss: Vec<u64> = procs
+            .iter()
+            .filter_map(|p| procs::chain_pss_kb(p, &all))
+            .collect();
+        let runtime_pss: Vec<u64> = procs.iter().filter_map(|p| p.pss_kb).collect();
         let rss: Vec<u64> = procs.iter().filter_map(|p| p.rss_kb).collect();
         s.value(&format!("idle warm container PSS {l}"), "MB", mean_mb(&pss));
-        s.value(&format!("idle warm container RSS {l}"), "MB", mean_mb(&rss));
+        s.value(
+            &format!("idle warm runtime process PSS {l}"),
+            "MB",
+            mean_mb(&runtime_pss),
+        );
+        s.value(
+            &format!("idle warm runtime process RSS {l}"),
+            "MB",
+            mean_mb(&rss),
+        );
         s.value(
             &format!("idle warm containers measured {l}"),
             "processes",
@@ -121,15 +136,17 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         for _ in 0..reps {
             for (idle, want_paused) in [(SHORT_IDLE_MS, false), (LONG_IDLE_MS, true)] {
                 tokio::time::sleep(Duration::from_millis(idle)).await;
-                let stopped: Vec<ProcInfo> = procs::descendants(server.pid)
-                    .into_iter()
-                    .filter(|p| p.state == 'T' && is_kind(p, kind))
+                let all = procs::descendants(server.pid);
+                let stopped: Vec<&ProcInfo> = all
+                    .iter()
+                    .filter(|p| p.paused && is_kind(p, kind))
                     .collect();
                 let took = timed_invoke(&mut c, &name, true).await?.1;
                 match (want_paused, stopped.is_empty()) {
                     (false, true) => running.push(took),
                     (true, false) => {
-                        paused_pss.extend(stopped.iter().filter_map(|p| p.pss_kb));
+                        paused_pss
+                            .extend(stopped.iter().filter_map(|p| procs::chain_pss_kb(p, &all)));
                         resumed.push(took);
                     }
                     _ => unexpected += 1,
@@ -167,7 +184,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             None => s.na(
                 &format!("paused container PSS {l}"),
                 "MB",
-                "no stopped runtime process found under the server (paused by other means than SIGSTOP?)",
+                "no paused runtime process found under the server (neither stopped nor in a frozen cgroup)",
             ),
         }
     }
@@ -205,7 +222,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         "resume overhead = p50 of invokes after {LONG_IDLE_MS} ms idle (container paused) minus invokes after {SHORT_IDLE_MS} ms idle (not yet paused), alternating on one container of a --pause-grace-ms {PAUSE_GRACE_MS} server; the pause state is checked in /proc before each invoke"
     ));
     s.note("idle penalty = invoke after a short idle period minus back-to-back invokes: the cost of waking idle processes and vCPUs, measured for Brisk and for the bare Node server");
-    s.note("memory: mean PSS/RSS of the runtime processes under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run");
+    s.note("memory: mean PSS of each runtime process plus its per-container wrappers (a sandbox's launcher and init) under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run");
     s.note("sandbox create estimate = true cold e2e - initTime - warm e2e (p50s): process start plus runtime boot, as seen from outside");
     Ok(())
 }
