@@ -65,7 +65,7 @@ impl Invoker {
         let Some(me) = self.arc() else {
             return whisk_error(&job, "The invoker is shutting down.");
         };
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "activation",
             namespace = %job.identity.namespace,
             action = %job.action.fqn(),

@@ -38,7 +38,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
     })?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
-         PRAGMA busy_timeout=5000;",
+         PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-16384;",
     )?;
     Ok(conn)
 }

@@ -12,21 +12,13 @@ tagged sentinel on both streams, written before the HTTP response.
 Standard library only.
 """
 
-import base64
-import glob
-import http.server
-import importlib.util
 import io
 import json
 import os
 import socket
-import socketserver
 import sys
-import tempfile
 import threading
-import traceback
 import types
-import zipfile
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 NOT_A_DICTIONARY = "The action did not return a dictionary or array."
@@ -200,6 +192,8 @@ def _activate_virtualenv(code_dir):
     import site
 
     before = list(sys.path)
+    import glob
+
     for sp in sorted(glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))):
         site.addsitedir(sp)
     added = [p for p in sys.path if p not in before]
@@ -216,6 +210,8 @@ def _load_code_dir(code_dir, main_name):
     sys.path.insert(0, code_dir)
     _activate_virtualenv(code_dir)
     os.chdir(code_dir)
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location(MODULE_NAME, main_file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[MODULE_NAME] = module
@@ -234,6 +230,12 @@ def _load_plain(code, main_name):
 
 
 def _unzip(code_b64):
+    # Imported here: zipfile and tempfile pull in compression and random modules that most
+    # actions never need.
+    import base64
+    import tempfile
+    import zipfile
+
     try:
         data = base64.b64decode(code_b64, validate=False)
         target = tempfile.mkdtemp(prefix="brisk-action-")
@@ -291,6 +293,8 @@ def do_init(msg):
         _end_logs(False)
         os._exit(e.code if isinstance(e.code, int) else (0 if e.code is None else 1))
     except BaseException as e:
+        import traceback
+
         traceback.print_exc()
         reason = "".join(traceback.format_exception_only(type(e), e)).strip()
     else:
@@ -330,6 +334,8 @@ def do_run(msg):
         _end_logs(False)
         os._exit(e.code if isinstance(e.code, int) else (0 if e.code is None else 1))
     except Exception as e:
+        import traceback
+
         traceback.print_exc()
         result = {"error": str(e)}
 
@@ -353,91 +359,94 @@ def do_run(msg):
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway"}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "brisk-python"
-    sys_version = ""
+def _reply(conn, status, payload, close):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+        status,
+        REASONS.get(status, "Unknown"),
+        len(body),
+        "Connection: close\r\n" if close else "",
+    )
+    conn.sendall(head.encode("ascii") + body)
 
-    def setup(self):
-        super().setup()
-        if self.server.tcp:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format, *args):
-        pass
+def _read_body(rfile, headers):
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        parts = []
+        while True:
+            line = rfile.readline(65537)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(rfile.read(size))
+            rfile.readline(65537)
+    length = int(headers.get(b"content-length") or 0)
+    return rfile.read(length) if length > 0 else b""
 
-    def _reply(self, status, payload):
-        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
-            status,
-            REASONS.get(status, "Unknown"),
-            len(body),
-        )
-        if self.close_connection:
-            head += "Connection: close\r\n"
-        self.wfile.write(head.encode("ascii") + b"\r\n" + body)
 
-    def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+def _dispatch(method, path, raw):
+    if method != b"POST" or path not in (b"/init", b"/run"):
+        return 404, {"error": "Not found."}
+    try:
+        msg = json.loads(raw) if raw else {}
+    except ValueError as e:
+        return 400, {"error": "The request body is not valid JSON: %s" % e}
+    try:
+        with ACTION.lock:
+            return do_run(msg) if path == b"/run" else do_init(msg)
+    except Exception as e:  # a bug in the proxy itself
+        import traceback
+
+        _write_all(2, ("brisk proxy: internal error: %s\n" % traceback.format_exc()).encode())
+        return 500, {"error": "Internal proxy error: %s" % e}
+
+
+def _serve_connection(conn, tcp):
+    """HTTP/1.1 with keep-alive on one connection. A small hand-written server: the standard
+    library's http.server pulls in email, http.client and ssl, which would double the start-up
+    time and the memory of every container."""
+    if tcp:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rfile = conn.makefile("rb", buffering=65536)
+    try:
+        while True:
+            line = rfile.readline(65537)
+            if not line:
+                return
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3:
+                _reply(conn, 400, {"error": "Malformed request line."}, True)
+                return
+            method, path, version = parts
+            headers = {}
             while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def do_POST(self):
+                h = rfile.readline(65537)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = h.partition(b":")
+                headers[k.strip().lower()] = v.strip()
+            close = headers.get(b"connection", b"").lower() == b"close" or version == b"HTTP/1.0"
+            try:
+                raw = _read_body(rfile, headers)
+            except (ValueError, OSError):
+                _reply(conn, 400, {"error": "Malformed request body."}, True)
+                return
+            status, payload = _dispatch(method, path.split(b"?", 1)[0], raw)
+            _reply(conn, status, payload, close)
+            if close:
+                return
+    except (OSError, ValueError):
+        return
+    finally:
         try:
-            raw = self._read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            self._reply(400, {"error": "Malformed request body."})
-            return
-        path = self.path
-        if path not in ("/init", "/run"):
-            self._reply(404, {"error": "Not found."})
-            return
-        try:
-            msg = json.loads(raw) if raw else {}
-        except ValueError as e:
-            self._reply(400, {"error": "The request body is not valid JSON: %s" % e})
-            return
-        try:
-            with ACTION.lock:
-                if path == "/run":
-                    status, payload = do_run(msg)
-                else:
-                    status, payload = do_init(msg)
-        except Exception as e:  # a bug in the proxy itself
-            _write_all(2, ("brisk proxy: internal error: %s\n" % traceback.format_exc()).encode())
-            status, payload = 500, {"error": "Internal proxy error: %s" % e}
-        self._reply(status, payload)
-
-    def _not_found(self):
-        self._reply(404, {"error": "Not found."})
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = _not_found
-
-
-class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-    tcp = False
-
-
-class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128
-    tcp = True
+            rfile.close()
+            conn.close()
+        except OSError:
+            pass
 
 
 def main():
@@ -449,11 +458,22 @@ def main():
             os.unlink(sock_path)
         except FileNotFoundError:
             pass
-        server = UnixServer(sock_path, Handler)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(sock_path)
+        tcp = False
     else:
         port = int(os.environ.get("BRISK_PORT") or "8080")
-        server = TCPServer(("127.0.0.1", port), Handler)
-    server.serve_forever(poll_interval=3600)
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        tcp = True
+    server.listen(128)
+    while True:
+        try:
+            conn, _ = server.accept()
+        except InterruptedError:
+            continue
+        threading.Thread(target=_serve_connection, args=(conn, tcp), daemon=True).start()
 
 
 if __name__ == "__main__":
