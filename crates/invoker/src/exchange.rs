@@ -49,12 +49,19 @@ impl Invoker {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "run exchange failed");
+                // A reused container whose proxy no longer accepts connections died while idle:
+                // the request never reached it, so the activation may run elsewhere.
+                let never_sent = matches!(e, crate::Error::Connect { .. })
+                    || matches!(&e, crate::Error::Http(h) if h.is_canceled());
                 let msg = if slot.container.oom_kills() > 0 {
                     OOM
                 } else {
                     "The action did not produce a valid response and exited unexpectedly."
                 };
-                fail(facts, msg.into())
+                Outcome {
+                    retry_elsewhere: never_sent && !init,
+                    ..fail(facts, msg.into())
+                }
             }
             Ok(Ok(resp)) => Outcome {
                 response: job::classify_run(&resp),

@@ -125,6 +125,18 @@ fn cleanup_blocking(run_dir: &Path) {
     }
 }
 
+/// Whether `pid` is a live (not zombie) process.
+fn process_alive(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// Guards against pid reuse: the process must carry our socket path in its environment.
 fn is_our_proxy(pid: i32, socket: &Path) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
@@ -169,10 +181,13 @@ impl Container for ProcessContainer {
     }
 
     fn has_exited(&self) -> bool {
-        match self.child.lock().as_mut() {
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
-            None => true,
-        }
+        let running = match self.child.lock().as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        };
+        // tokio learns of an exit only when its driver next runs; the kernel knows now. A dead
+        // process is gone from /proc or a zombie ("Z") until it is reaped.
+        !running || !process_alive(self.pgid)
     }
 
     async fn pause(&self) -> Result<()> {
