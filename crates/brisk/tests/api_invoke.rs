@@ -203,14 +203,15 @@ fn timeouts_logs_truncation_and_init_params() {
     b.action(
         "slow",
         "nodejs:20",
-        "function main() { return new Promise(r => setTimeout(() => r({}), 5000)) }",
-        json!({"limits": {"timeout": 300}}),
+        "function main() { return new Promise(r => setTimeout(() => r({}), 20000)) }",
+        // Long enough that even a loaded machine initializes in time; the run never finishes.
+        json!({"limits": {"timeout": 2000}}),
     );
     let r = b.invoke("slow", json!({}));
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(
         r.body["response"]["result"]["error"],
-        "The action exceeded its time limits of 300 milliseconds."
+        "The action exceeded its time limits of 2000 milliseconds."
     );
     assert_eq!(annotation(&r.body, "timeout"), Some(&json!(true)));
 

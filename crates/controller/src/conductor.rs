@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use brisk_model::{
-    Activation, ActivationId, ActivationResponse, FullyQualifiedName, Parameters, StatusCode,
-    now_millis,
+    Activation, ActivationId, ActivationResponse, FullyQualifiedName, StatusCode, now_millis,
 };
 use serde_json::{Map, Value, json};
 
 use crate::Controller;
 use crate::resolve::ResolvedAction;
-use crate::sequence::{Run, resolve_component, run_step, step_job};
+use crate::sequence::{Composed, Run, finish, resolve_component, run_step, step_job};
 
 /// Boxes a non-object value under `key`.
 fn boxed(v: Value, key: &str) -> Map<String, Value> {
@@ -126,46 +125,16 @@ pub(crate) fn run_conductor<'a>(
             let result = step.response.result.clone().unwrap_or_else(|| json!({}));
             next_input = with_state(boxed(result, "value"));
         };
-        let end = now_millis();
-        let mut annotations = Parameters::new();
-        annotations.set("topmost", Value::Bool(cause.is_none()));
-        annotations.set("path", Value::from(conductor.action.fqn().doc_id()));
-        annotations.set(
-            "waitTime",
-            Value::from(start.saturating_sub(run.inv.received_at_ms)),
-        );
-        annotations.set("kind", Value::from("sequence"));
-        annotations.set("conductor", Value::Bool(true));
-        let mut limits = conductor.action.limits;
-        limits.memory = max_memory;
-        annotations.set(
-            "limits",
-            serde_json::to_value(limits).unwrap_or(Value::Null),
-        );
-        if cause.is_some() {
-            annotations.set("causedBy", Value::from("sequence"));
-        }
-        if let Some(b) = &conductor.binding {
-            annotations.set("binding", Value::from(b.as_str()));
-        }
-        let record = Activation {
-            namespace: run.inv.identity.namespace.to_string(),
-            name: conductor.action.name.to_string(),
-            subject: run.inv.identity.subject.clone(),
-            activation_id: id,
-            start,
-            end,
-            duration: Some(duration),
+        let outcome = Composed {
+            id,
             cause,
+            start,
+            duration,
+            max_memory,
             response,
-            logs: ids,
-            version: conductor.action.version,
-            publish: conductor.action.publish,
-            annotations,
+            steps: ids,
+            conductor: true,
         };
-        if cause.is_some() {
-            state.record(record.clone()).await;
-        }
-        record
+        finish(state, run, conductor, outcome).await
     })
 }

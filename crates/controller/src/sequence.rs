@@ -187,50 +187,90 @@ fn run_sequence<'a>(
                 _ => Value::Object(Map::new()),
             };
         }
-        let end = now_millis();
-        let mut annotations = Parameters::new();
-        annotations.set("topmost", Value::Bool(cause.is_none()));
-        annotations.set("path", Value::from(seq.action.fqn().doc_id()));
-        annotations.set(
-            "waitTime",
-            Value::from(start.saturating_sub(run.inv.received_at_ms)),
-        );
-        annotations.set("kind", Value::from("sequence"));
-        let mut limits = seq.action.limits;
-        limits.memory = limits.memory.max(max_memory);
-        annotations.set(
-            "limits",
-            serde_json::to_value(limits).unwrap_or(Value::Null),
-        );
-        if cause.is_some() {
-            annotations.set("causedBy", Value::from("sequence"));
-        }
-        if let Some(b) = &seq.binding {
-            annotations.set("binding", Value::from(b.as_str()));
-        }
-        let record = Activation {
-            namespace: run.inv.identity.namespace.to_string(),
-            name: seq.action.name.to_string(),
-            subject: run.inv.identity.subject.clone(),
-            activation_id: id,
-            start,
-            end,
-            duration: Some(duration),
+        let ids = ids
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let outcome = Composed {
+            id,
             cause,
+            start,
+            duration,
+            max_memory,
             response,
-            logs: ids
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            version: seq.action.version,
-            publish: seq.action.publish,
-            annotations,
+            steps: ids,
+            conductor: false,
         };
-        if cause.is_some() {
-            state.record(record.clone()).await;
-        }
-        record
+        finish(state, run, seq, outcome).await
     })
+}
+
+/// How a composition (sequence or conductor) ended.
+pub(crate) struct Composed {
+    pub id: ActivationId,
+    pub cause: Option<ActivationId>,
+    pub start: u64,
+    /// Sum of the steps' durations.
+    pub duration: u64,
+    /// Largest memory limit among the steps.
+    pub max_memory: u64,
+    pub response: ActivationResponse,
+    /// Activation ids of the steps, in order.
+    pub steps: Vec<String>,
+    pub conductor: bool,
+}
+
+/// The record of a finished composition (wire spec §5); a nested one is stored here, the
+/// topmost one by the caller.
+pub(crate) async fn finish(
+    state: &Controller,
+    run: &Run<'_>,
+    composition: &ResolvedAction,
+    c: Composed,
+) -> Activation {
+    let action = &composition.action;
+    let mut annotations = Parameters::new();
+    annotations.set("topmost", Value::Bool(c.cause.is_none()));
+    annotations.set("path", Value::from(action.fqn().doc_id()));
+    annotations.set(
+        "waitTime",
+        Value::from(c.start.saturating_sub(run.inv.received_at_ms)),
+    );
+    annotations.set("kind", Value::from("sequence"));
+    if c.conductor {
+        annotations.set("conductor", Value::Bool(true));
+    }
+    let mut limits = action.limits;
+    limits.memory = limits.memory.max(c.max_memory);
+    annotations.set(
+        "limits",
+        serde_json::to_value(limits).unwrap_or(Value::Null),
+    );
+    if c.cause.is_some() {
+        annotations.set("causedBy", Value::from("sequence"));
+    }
+    if let Some(b) = &composition.binding {
+        annotations.set("binding", Value::from(b.as_str()));
+    }
+    let record = Activation {
+        namespace: run.inv.identity.namespace.to_string(),
+        name: action.name.to_string(),
+        subject: run.inv.identity.subject.clone(),
+        activation_id: c.id,
+        start: c.start,
+        end: now_millis(),
+        duration: Some(c.duration),
+        cause: c.cause,
+        response: c.response,
+        logs: c.steps,
+        version: action.version,
+        publish: action.publish,
+        annotations,
+    };
+    if c.cause.is_some() {
+        state.record(record.clone()).await;
+    }
+    record
 }
 
 /// Resolves a component and checks the caller may run it.

@@ -179,13 +179,14 @@ async fn timeouts_are_developer_errors_and_destroy_the_container() {
         "slow",
         node("function main() { console.log('before'); return new Promise(() => {}); }"),
     );
-    a.limits.timeout = 300;
+    // Long enough that a loaded machine still initializes in time; the run never ends.
+    a.limits.timeout = 2000;
     let a = Arc::new(a);
     let act = f.inv.run(job(&a, json!({}))).await;
     assert_eq!(act.response.status_code, StatusCode::DeveloperError);
     assert_eq!(
         result(&act),
-        json!({"error": "The action exceeded its time limits of 300 milliseconds."})
+        json!({"error": "The action exceeded its time limits of 2000 milliseconds."})
     );
     assert_eq!(act.annotations.get("timeout"), Some(&json!(true)));
     assert!(
@@ -201,14 +202,14 @@ async fn timeouts_are_developer_errors_and_destroy_the_container() {
     let mut b = action(
         "slowinit",
         node(
-            "const t = Date.now(); while (Date.now() - t < 2000) {}\nfunction main() { return {}; }",
+            "const t = Date.now(); while (Date.now() - t < 5000) {}\nfunction main() { return {}; }",
         ),
     );
-    b.limits.timeout = 300;
+    b.limits.timeout = 1000;
     let act = f.inv.run(job(&Arc::new(b), json!({}))).await;
     assert_eq!(
         result(&act),
-        json!({"error": "The action exceeded its time limits of 300 milliseconds during initialization."})
+        json!({"error": "The action exceeded its time limits of 1000 milliseconds during initialization."})
     );
     f.inv.shutdown().await;
 }

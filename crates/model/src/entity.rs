@@ -398,6 +398,16 @@ impl Entity {
         }
     }
 
+    /// The element of a list response.
+    pub fn summary_json(&self) -> Value {
+        match self {
+            Entity::Action(a) => a.summary_json(),
+            Entity::Package(p) => p.summary_json(),
+            Entity::Trigger(t) => t.summary_json(),
+            Entity::Rule(r) => r.summary_json(),
+        }
+    }
+
     /// Serializes the stored document.
     pub fn to_doc(&self) -> Value {
         match self {

@@ -11,7 +11,7 @@ use brisk_model::{
 };
 use brisk_store::EntityQuery;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Req;
 use crate::Controller;
@@ -58,21 +58,7 @@ pub async fn list(state: &Controller, req: &Req, pkg: Option<EntityName>) -> Api
         skip: opts.skip,
         limit: opts.limit,
     };
-    if opts.count {
-        let n = state.store.count(&query).await?;
-        return Ok(Json(json!({"actions": n})).into_response());
-    }
-    let items: Vec<Value> = state
-        .store
-        .list(&query)
-        .await?
-        .iter()
-        .filter_map(|e| match e {
-            Entity::Action(a) => Some(a.summary_json()),
-            _ => None,
-        })
-        .collect();
-    Ok(Json(Value::Array(items)).into_response())
+    super::list_entities(state, query, opts.count).await
 }
 
 pub async fn handle(

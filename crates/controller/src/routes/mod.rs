@@ -64,6 +64,29 @@ impl Req {
     }
 }
 
+/// A page of one collection, or with `count` its size: what every list route answers.
+pub async fn list_entities(
+    state: &Controller,
+    query: brisk_store::EntityQuery,
+    count: bool,
+) -> ApiResult<Response> {
+    use axum::Json;
+    let name = query.collection.as_str();
+    if count {
+        let n = state.store.count(&query).await?;
+        return Ok(Json(serde_json::json!({ name: n })).into_response());
+    }
+    let items: Vec<serde_json::Value> = state
+        .store
+        .list(&query)
+        .await?
+        .iter()
+        .filter(|e| e.collection() == query.collection)
+        .map(brisk_model::Entity::summary_json)
+        .collect();
+    Ok(Json(serde_json::Value::Array(items)).into_response())
+}
+
 /// Resolves the `{ns}` path segment: `_` is the caller's own namespace.
 pub fn resolve_namespace(segment: &str, identity: &Identity) -> ApiResult<EntityName> {
     if segment == brisk_model::names::DEFAULT_NAMESPACE {

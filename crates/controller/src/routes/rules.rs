@@ -12,7 +12,7 @@ use brisk_model::{
 };
 use brisk_store::EntityQuery;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Req;
 use super::triggers::fetch_trigger;
@@ -50,21 +50,7 @@ pub async fn list(state: &Controller, req: &Req) -> ApiResult<Response> {
         skip: opts.skip,
         limit: opts.limit,
     };
-    if opts.count {
-        let n = state.store.count(&query).await?;
-        return Ok(Json(json!({"rules": n})).into_response());
-    }
-    let items: Vec<Value> = state
-        .store
-        .list(&query)
-        .await?
-        .iter()
-        .filter_map(|e| match e {
-            Entity::Rule(r) => Some(r.summary_json()),
-            _ => None,
-        })
-        .collect();
-    Ok(Json(Value::Array(items)).into_response())
+    super::list_entities(state, query, opts.count).await
 }
 
 pub async fn handle(state: &Controller, req: &Req, name: EntityName) -> ApiResult<Response> {

@@ -45,21 +45,7 @@ pub async fn list(state: &Controller, req: &Req) -> ApiResult<Response> {
         skip: opts.skip,
         limit: opts.limit,
     };
-    if opts.count {
-        let n = state.store.count(&query).await?;
-        return Ok(Json(json!({"triggers": n})).into_response());
-    }
-    let items: Vec<Value> = state
-        .store
-        .list(&query)
-        .await?
-        .iter()
-        .filter_map(|e| match e {
-            Entity::Trigger(t) => Some(t.summary_json()),
-            _ => None,
-        })
-        .collect();
-    Ok(Json(Value::Array(items)).into_response())
+    super::list_entities(state, query, opts.count).await
 }
 
 pub async fn handle(state: &Arc<Controller>, req: &Req, name: EntityName) -> ApiResult<Response> {
