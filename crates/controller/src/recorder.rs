@@ -13,10 +13,10 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 const CHANNEL: usize = 16_384;
 /// How long the writer lingers for more records before writing a partial batch.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(10);
 
 pub struct Recorder {
     tx: Mutex<Option<mpsc::Sender<Activation>>>,
