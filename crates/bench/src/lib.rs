@@ -1,9 +1,9 @@
-//! The benchmark harness behind `brisk bench` (issue 7).
+//! The benchmark harness behind `brisk bench`.
 //!
 //! It starts its own `brisk serve` instances (or targets `--apihost`), starts bare Node.js and
 //! Python HTTP servers running the same noop function as the floor of this machine, runs the
 //! scenarios (warm, throughput, cold, sequence, trigger, pool, mixed), prints a table, checks the
-//! issue's targets, and writes the JSON report (`--out`) and an SVG of the latency distributions
+//! performance targets, and writes the JSON report (`--out`) and an SVG of the latency distributions
 //! (`--plot`). Absolute times drift on shared machines; the floors measured in the same run are
 //! what to compare with.
 //!

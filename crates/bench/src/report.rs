@@ -1,4 +1,4 @@
-//! What a run measured: scenarios of metrics, the targets of issue 7 checked against them, the
+//! What a run measured: scenarios of metrics, the performance targets checked against them, the
 //! printed table and the JSON file.
 
 use std::fmt::Write as _;
@@ -125,7 +125,7 @@ pub enum Pct {
     P99,
 }
 
-/// One target of issue 7 and whether this run met it.
+/// One performance target and whether this run met it.
 #[derive(Debug, Serialize)]
 pub struct TargetCheck {
     pub name: String,
@@ -236,7 +236,7 @@ impl Report {
                 let _ = writeln!(out, "  ERROR: {e}");
             }
         }
-        let _ = writeln!(out, "\n== targets (issue 7) ==");
+        let _ = writeln!(out, "\n== targets ==");
         for t in &self.targets {
             let verdict = match t.met {
                 Some(true) => "met",

@@ -1,4 +1,4 @@
-//! The targets of issue 7 (2-core machine, load generator on the same machine), checked against
+//! The performance targets (2-core machine, load generator on the same machine), checked against
 //! a report.
 
 use crate::report::{Report, TargetCheck};

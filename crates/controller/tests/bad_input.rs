@@ -1,4 +1,4 @@
-//! Bad input on every entity collection (issue 2, item 7): malformed JSON, wrong JSON types,
+//! Bad input on every entity collection: malformed JSON, wrong JSON types,
 //! wrong media type, illegal names, oversized bodies. Each is answered with the error envelope,
 //! never a 500, and never leaves a partial write behind.
 

@@ -1,4 +1,4 @@
-//! The scenarios of issue 7, one module each (warm and throughput share the floor servers'
+//! The scenarios, one module each (warm and throughput share the floor servers'
 //! setup). Each fills a [`Scenario`] with metrics; an error keeps what was measured so far.
 
 mod cold;
