@@ -622,3 +622,49 @@ fn a_fresh_sequence_prepares_its_later_steps_while_the_first_runs() {
         );
     }
 }
+
+#[test]
+fn a_conductor_prepares_the_components_it_called_last_time() {
+    let b = Brisk::start(&["--prewarm", "false"]);
+    let component = |v: u32| format!("function main(a) {{ return {{v: (a.v || 0) + {v}}} }}");
+    b.action("c1", "nodejs:20", &component(1), json!({}));
+    b.action(
+        "c2",
+        "python:3.11",
+        "def main(a):\n    return {'v': a.get('v', 0) + 10}\n",
+        json!({}),
+    );
+    // The conductor's first step is slow, so prepared containers are ready before they are used.
+    let code = "function main(p) {\n\
+        if (p.step === undefined) return new Promise(r => setTimeout(() => r({action: 'c1', params: {v: 0}, state: {step: 1}}), 2500));\n\
+        if (p.step === 1) return {action: 'c2', params: {v: p.v}, state: {step: 2}};\n\
+        return {params: {v: p.v}};\n}";
+    b.action(
+        "cond",
+        "nodejs:20",
+        code,
+        json!({"annotations": [{"key": "conductor", "value": true}]}),
+    );
+    assert_eq!(b.invoke_result("cond", json!({})).body, json!({"v": 11}));
+    // New versions of the components: their old containers cannot serve them.
+    b.action("c1", "nodejs:20", &component(2), json!({}));
+    b.action(
+        "c2",
+        "python:3.11",
+        "def main(a):\n    return {'v': a.get('v', 0) + 20}\n",
+        json!({}),
+    );
+    let r = b.invoke("cond", json!({}));
+    assert_eq!(r.body["response"]["result"], json!({"v": 22}), "{}", r.text);
+    let steps = r.body["logs"].as_array().unwrap();
+    for s in steps {
+        let rec = b.activation(s.as_str().unwrap());
+        if rec["name"] == "c1" || rec["name"] == "c2" {
+            assert!(
+                annotation(&rec, "initTime").is_none(),
+                "{} was prepared ahead: {rec}",
+                rec["name"]
+            );
+        }
+    }
+}

@@ -42,6 +42,10 @@ pub(crate) fn run_conductor<'a>(
         let mut duration = 0u64;
         let mut max_memory = conductor.action.limits.memory;
         let mut components = 0u64;
+        // Components seen in this run, remembered for preparing the next run's containers.
+        let mut seen: Vec<FullyQualifiedName> = Vec::new();
+        let learned_key = format!("{}@{}", conductor.action.fqn(), conductor.action.updated);
+        let mut prepare = learned_steps(state, run, &learned_key).await;
         // Input of the next conductor call.
         let mut next_input = input;
         let response = loop {
@@ -53,7 +57,10 @@ pub(crate) fn run_conductor<'a>(
             }
             // The conductor action itself runs as a primitive, with its own parameters merged.
             let step_id = ActivationId::generate();
-            let job = step_job(run.inv, conductor, step_id, id, &next_input);
+            let mut job = step_job(run.inv, conductor, step_id, id, &next_input);
+            // The first conductor step carries the components this conductor called last time,
+            // so their containers get ready while it runs (predictive prewarm).
+            job.prepare_next = std::mem::take(&mut prepare);
             let c = state.run_primitive(job).await;
             state.record(c.clone()).await;
             ids.push(c.activation_id.to_string());
@@ -112,6 +119,9 @@ pub(crate) fn run_conductor<'a>(
                 }
             };
             max_memory = max_memory.max(resolved.action.limits.memory);
+            if !seen.contains(&fqn) && seen.len() < max as usize {
+                seen.push(fqn.clone());
+            }
             let params = Value::Object(params.map(|p| boxed(p, "value")).unwrap_or_default());
             let step = match run_step(state, run, &resolved, id, params).await {
                 Ok(a) => a,
@@ -125,6 +135,7 @@ pub(crate) fn run_conductor<'a>(
             let result = step.response.result.clone().unwrap_or_else(|| json!({}));
             next_input = with_state(boxed(result, "value"));
         };
+        state.learn_composition(learned_key, seen);
         let outcome = Composed {
             id,
             cause,
@@ -137,4 +148,24 @@ pub(crate) fn run_conductor<'a>(
         };
         finish(state, run, conductor, outcome).await
     })
+}
+
+/// Jobs for the components a conductor called on its previous run (if any), to prepare.
+async fn learned_steps(state: &Controller, run: &Run<'_>, key: &str) -> Vec<brisk_invoker::Job> {
+    let names = state.learned_composition(key);
+    let mut out = Vec::with_capacity(names.len());
+    for fqn in names {
+        if let Ok(resolved) = resolve_component(state, run, &fqn).await {
+            let args = Value::Object(Map::new());
+            let id = ActivationId::generate();
+            out.push(step_job(
+                run.inv,
+                &resolved,
+                id,
+                run.inv.activation_id,
+                &args,
+            ));
+        }
+    }
+    out
 }

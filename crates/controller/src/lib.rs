@@ -80,6 +80,9 @@ pub struct Controller {
     alarm_wakeup: tokio::sync::Notify,
     /// Cancelled when the controller shuts down (stops background loops).
     stopping: CancellationToken,
+    /// Per conductor version, the components it called last time (predictive prewarm).
+    learned:
+        parking_lot::Mutex<std::collections::HashMap<String, Vec<brisk_model::FullyQualifiedName>>>,
 }
 
 impl Controller {
@@ -119,9 +122,28 @@ impl Controller {
             tasks: TaskTracker::new(),
             alarm_wakeup: tokio::sync::Notify::new(),
             stopping: CancellationToken::new(),
+            learned: parking_lot::Mutex::new(std::collections::HashMap::new()),
         });
         tokio::spawn(alarms::run_scheduler(Arc::downgrade(&controller)));
         controller
+    }
+
+    /// Remembers the components a composition called (bounded: at most 10 000 compositions).
+    pub(crate) fn learn_composition(
+        &self,
+        key: String,
+        components: Vec<brisk_model::FullyQualifiedName>,
+    ) {
+        let mut learned = self.learned.lock();
+        if learned.len() >= 10_000 && !learned.contains_key(&key) {
+            learned.clear();
+        }
+        learned.insert(key, components);
+    }
+
+    /// The components a composition called on its previous run.
+    pub(crate) fn learned_composition(&self, key: &str) -> Vec<brisk_model::FullyQualifiedName> {
+        self.learned.lock().get(key).cloned().unwrap_or_default()
     }
 
     /// Stops accepting work, lets activations in flight finish for up to `grace`, then stops the
