@@ -153,7 +153,7 @@ pub fn job_of(inv: &Invocation, cause: Option<ActivationId>) -> Job {
     Job {
         activation_id: inv.activation_id,
         transaction_id: inv.transaction_id.clone(),
-        action: Arc::new(inv.resolved.action.clone()),
+        action: inv.resolved.action.clone(),
         binding: inv.resolved.binding.clone(),
         identity: inv.identity.clone(),
         args: inv.args.clone(),

@@ -11,7 +11,8 @@ use crate::error::{ApiError, ApiResult, CONFLICT_COLLECTION};
 /// An action as addressed by a client, resolved through any binding.
 #[derive(Debug, Clone)]
 pub struct ResolvedAction {
-    pub action: Action,
+    /// Shared with the invoker's job without copying the code.
+    pub action: std::sync::Arc<Action>,
     pub rev: u64,
     /// `ns/binding` when addressed through a binding.
     pub binding: Option<String>,
@@ -104,7 +105,7 @@ impl Controller {
                 entity: Entity::Action(action),
                 rev,
             }) => Ok(ResolvedAction {
-                action,
+                action: std::sync::Arc::new(action),
                 rev,
                 binding,
                 package_params,

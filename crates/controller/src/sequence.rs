@@ -323,7 +323,7 @@ pub(crate) fn step_job(
     Job {
         activation_id: id,
         transaction_id: inv.transaction_id.clone(),
-        action: Arc::new(resolved.action.clone()),
+        action: resolved.action.clone(),
         binding: resolved.binding.clone(),
         identity: inv.identity.clone(),
         args,

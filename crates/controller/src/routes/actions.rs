@@ -85,7 +85,7 @@ async fn get(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResu
     require_contents_access(state, req, fqn.package()).await?;
     let with_code = req.query.flag("code", true)?;
     let resolved = state.resolve_action(fqn, with_code).await?;
-    let mut action = resolved.action.clone();
+    let mut action = (*resolved.action).clone();
     if fqn.package().is_some() {
         action.parameters = resolved.merged_params();
     }
