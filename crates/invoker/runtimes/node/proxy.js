@@ -252,6 +252,22 @@ let allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
 
 class InitError extends Error {}
 
+// Writing process.env is a setenv() call; most __OW_* values (namespace, action name, version)
+// repeat from run to run, so only changed values are written.
+const owEnvNames = new Map();
+const owEnvValues = new Map();
+function setOwEnv(key, value) {
+  let name = owEnvNames.get(key);
+  if (name === undefined) {
+    name = '__OW_' + key.toUpperCase();
+    owEnvNames.set(key, name);
+  }
+  if (owEnvValues.get(name) !== value) {
+    process.env[name] = value;
+    owEnvValues.set(name, value);
+  }
+}
+
 function loadPlainCode(code, mainName) {
   // The module lives (virtually) in the working directory so that relative
   // requires and node_modules lookups behave like a file there.
@@ -393,7 +409,7 @@ async function handleRun(req, res, msg) {
   running++;
 
   for (const k of Object.keys(msg)) {
-    if (k !== 'value' && typeof msg[k] === 'string') process.env['__OW_' + k.toUpperCase()] = msg[k];
+    if (k !== 'value' && typeof msg[k] === 'string') setOwEnv(k, msg[k]);
   }
   const args = msg.value === undefined || msg.value === null ? {} : msg.value;
   const ctx = newLogContext(typeof msg.activation_id === 'string' ? msg.activation_id : '');
