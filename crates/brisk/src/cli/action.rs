@@ -9,8 +9,9 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::encode_path;
+use super::listing::{self, PageArgs};
 use super::names::{QName, collection_url};
-use super::output::{pretty, summary, table};
+use super::output::{pretty, summary};
 use super::params::{KvArgs, ParamArgs, kv_get, to_key_values};
 use super::{CliError, CliResult, Ctx};
 
@@ -105,15 +106,8 @@ pub struct GetArgs {
 pub struct ListArgs {
     /// `/namespace`, a package, or `/namespace/package`.
     target: Option<String>,
-    /// How many to list (0..200).
-    #[arg(short = 'l', long, default_value_t = 30)]
-    limit: u32,
-    /// How many to skip.
-    #[arg(short = 's', long, default_value_t = 0)]
-    skip: u32,
-    /// Sort by name.
-    #[arg(short = 'n', long)]
-    name_sort: bool,
+    #[command(flatten)]
+    page: PageArgs,
 }
 
 #[derive(Args, Debug)]
@@ -430,33 +424,9 @@ async fn list(args: ListArgs, ctx: &Ctx) -> CliResult {
             }
         },
     };
-    let query = [
-        ("limit", args.limit.to_string()),
-        ("skip", args.skip.to_string()),
-    ];
-    let mut items = ctx
-        .client
-        .get(&url, &query, "Unable to obtain the list of actions")
-        .await?;
-    if args.name_sort {
-        sort_by_name(&mut items);
-    }
-    if ctx.out.json {
-        ctx.out.json(&items);
-    } else {
-        print!(
-            "{}",
-            table("actions", items.as_array().map_or(&[], Vec::as_slice))
-        );
-    }
+    let items = listing::fetch(ctx, &url, "actions", &args.page).await?;
+    listing::print(ctx, "actions", &items);
     Ok(())
-}
-
-/// Sorts a list response by `/namespace/name`.
-pub fn sort_by_name(items: &mut Value) {
-    if let Some(a) = items.as_array_mut() {
-        a.sort_by_key(super::output::full_name);
-    }
 }
 
 async fn invoke(args: InvokeArgs, ctx: &Ctx) -> CliResult<u8> {

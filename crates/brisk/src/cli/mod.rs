@@ -11,6 +11,7 @@ mod activation;
 mod client;
 mod config;
 mod feed;
+mod listing;
 mod names;
 mod namespace;
 mod output;

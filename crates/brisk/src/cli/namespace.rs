@@ -73,7 +73,7 @@ pub async fn list_all(args: ListArgs, ctx: &Ctx) -> CliResult {
             )
             .await?;
         if args.name_sort {
-            super::action::sort_by_name(&mut items);
+            super::listing::sort_by_name(&mut items);
         }
         doc.insert(collection.into(), items);
     }

@@ -4,9 +4,9 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::action::sort_by_name;
+use super::listing::{self, ListArgs};
 use super::names::{QName, collection_url};
-use super::output::{summary, table};
+use super::output::summary;
 use super::params::{KvArgs, to_key_values};
 use super::{CliError, CliResult, Ctx};
 
@@ -65,21 +65,6 @@ pub struct DeleteArgs {
     /// Delete the actions in the package too.
     #[arg(long)]
     force: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// `/namespace` to list.
-    namespace: Option<String>,
-    /// How many to list (0..200).
-    #[arg(short = 'l', long, default_value_t = 30)]
-    limit: u32,
-    /// How many to skip.
-    #[arg(short = 's', long, default_value_t = 0)]
-    skip: u32,
-    /// Sort by name.
-    #[arg(short = 'n', long)]
-    name_sort: bool,
 }
 
 #[derive(Args, Debug)]
@@ -172,34 +157,9 @@ pub async fn run(cmd: PackageCommand, ctx: &Ctx) -> CliResult {
             Ok(())
         }
         PackageCommand::List(args) => {
-            let ns = args
-                .namespace
-                .as_deref()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or(ns);
-            let query = [
-                ("limit", args.limit.to_string()),
-                ("skip", args.skip.to_string()),
-            ];
-            let mut items = ctx
-                .client
-                .get(
-                    &collection_url(&ns, "packages"),
-                    &query,
-                    "Unable to obtain the list of packages",
-                )
-                .await?;
-            if args.name_sort {
-                sort_by_name(&mut items);
-            }
-            if ctx.out.json {
-                ctx.out.json(&items);
-            } else {
-                print!(
-                    "{}",
-                    table("packages", items.as_array().map_or(&[], Vec::as_slice))
-                );
-            }
+            let url = collection_url(&args.namespace_or(&ns), "packages");
+            let items = listing::fetch(ctx, &url, "packages", &args.page).await?;
+            listing::print(ctx, "packages", &items);
             Ok(())
         }
         PackageCommand::Refresh(args) => refresh(args, ctx).await,

@@ -4,9 +4,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::action::sort_by_name;
+use super::listing::{self, ListArgs};
 use super::names::{QName, collection_url};
-use super::output::table;
 use super::params::to_key_values;
 use super::{CliResult, Ctx};
 
@@ -67,21 +66,6 @@ pub struct GetArgs {
     summary: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// `/namespace` to list.
-    namespace: Option<String>,
-    /// How many to list (0..200).
-    #[arg(short = 'l', long, default_value_t = 30)]
-    limit: u32,
-    /// How many to skip.
-    #[arg(short = 's', long, default_value_t = 0)]
-    skip: u32,
-    /// Sort by name.
-    #[arg(short = 'n', long)]
-    name_sort: bool,
-}
-
 pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
     let ns = ctx.client.namespace.clone();
     match cmd {
@@ -122,26 +106,8 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
             Ok(())
         }
         RuleCommand::List(args) => {
-            let ns = args
-                .namespace
-                .as_deref()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or(ns);
-            let query = [
-                ("limit", args.limit.to_string()),
-                ("skip", args.skip.to_string()),
-            ];
-            let mut items = ctx
-                .client
-                .get(
-                    &collection_url(&ns, "rules"),
-                    &query,
-                    "Unable to obtain the list of rules",
-                )
-                .await?;
-            if args.name_sort {
-                sort_by_name(&mut items);
-            }
+            let url = collection_url(&args.namespace_or(&ns), "rules");
+            let mut items = listing::fetch(ctx, &url, "rules", &args.page).await?;
             // The list has no status; each rule's GET computes it from its trigger.
             if let Some(rules) = items.as_array_mut() {
                 for rule in rules.iter_mut() {
@@ -164,14 +130,7 @@ pub async fn run(cmd: RuleCommand, ctx: &Ctx) -> CliResult {
                     }
                 }
             }
-            if ctx.out.json {
-                ctx.out.json(&items);
-            } else {
-                print!(
-                    "{}",
-                    table("rules", items.as_array().map_or(&[], Vec::as_slice))
-                );
-            }
+            listing::print(ctx, "rules", &items);
             Ok(())
         }
         RuleCommand::Enable(args) => {

@@ -4,10 +4,11 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::action::{annotation, sort_by_name};
+use super::action::annotation;
 use super::feed;
+use super::listing::{self, ListArgs};
 use super::names::{QName, collection_url};
-use super::output::{summary, table};
+use super::output::summary;
 use super::params::{KvArgs, ParamArgs, to_key_values};
 use super::{CliError, CliResult, Ctx};
 
@@ -54,21 +55,6 @@ pub struct GetArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ListArgs {
-    /// `/namespace` to list.
-    namespace: Option<String>,
-    /// How many to list (0..200).
-    #[arg(short = 'l', long, default_value_t = 30)]
-    limit: u32,
-    /// How many to skip.
-    #[arg(short = 's', long, default_value_t = 0)]
-    skip: u32,
-    /// Sort by name.
-    #[arg(short = 'n', long)]
-    name_sort: bool,
-}
-
-#[derive(Args, Debug)]
 pub struct FireArgs {
     /// Trigger name.
     name: String,
@@ -83,34 +69,9 @@ pub async fn run(cmd: TriggerCommand, ctx: &Ctx) -> CliResult {
         TriggerCommand::Get(args) => get(args, ctx).await,
         TriggerCommand::Delete(args) => delete(args, ctx).await,
         TriggerCommand::List(args) => {
-            let ns = args
-                .namespace
-                .as_deref()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_else(|| ctx.client.namespace.clone());
-            let query = [
-                ("limit", args.limit.to_string()),
-                ("skip", args.skip.to_string()),
-            ];
-            let mut items = ctx
-                .client
-                .get(
-                    &collection_url(&ns, "triggers"),
-                    &query,
-                    "Unable to obtain the list of triggers",
-                )
-                .await?;
-            if args.name_sort {
-                sort_by_name(&mut items);
-            }
-            if ctx.out.json {
-                ctx.out.json(&items);
-            } else {
-                print!(
-                    "{}",
-                    table("triggers", items.as_array().map_or(&[], Vec::as_slice))
-                );
-            }
+            let url = collection_url(&args.namespace_or(&ctx.client.namespace), "triggers");
+            let items = listing::fetch(ctx, &url, "triggers", &args.page).await?;
+            listing::print(ctx, "triggers", &items);
             Ok(())
         }
         TriggerCommand::Fire(args) => fire(args, ctx).await,
