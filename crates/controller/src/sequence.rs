@@ -27,6 +27,9 @@ pub(crate) struct Run<'a> {
     /// Jobs for the later steps, handed to the first step so the invoker prepares their
     /// containers while it runs (predictive prewarm).
     prepare: parking_lot::Mutex<Vec<Job>>,
+    /// Components resolved (and entitlement-checked) once per run: up front for the prewarm,
+    /// then again at their turn without another lookup.
+    resolved: parking_lot::Mutex<std::collections::HashMap<FullyQualifiedName, ResolvedAction>>,
 }
 
 /// Runs a sequence or conductor action invoked by a client.
@@ -36,6 +39,7 @@ pub async fn run_topmost(state: &Arc<Controller>, inv: &Invocation) -> Activatio
         atomic: AtomicU64::new(0),
         conductor_steps: AtomicU64::new(0),
         prepare: parking_lot::Mutex::new(Vec::new()),
+        resolved: parking_lot::Mutex::new(std::collections::HashMap::new()),
     };
     if inv.resolved.action.is_conductor() {
         let input = inv.args.clone();
@@ -285,6 +289,9 @@ pub(crate) async fn resolve_component(
             "Sequence component does not exist.",
         )
     };
+    if let Some(r) = run.resolved.lock().get(component) {
+        return Ok(r.clone());
+    }
     let usable = state
         .action_usable(&run.inv.identity.namespace, component)
         .await
@@ -292,10 +299,14 @@ pub(crate) async fn resolve_component(
     if !usable {
         return Err(missing());
     }
-    state
+    let resolved = state
         .resolve_action(component, true)
         .await
-        .map_err(|_| missing())
+        .map_err(|_| missing())?;
+    run.resolved
+        .lock()
+        .insert(component.clone(), resolved.clone());
+    Ok(resolved)
 }
 
 /// A component's own parameters under its input (arrays pass as they are).
