@@ -267,15 +267,7 @@ async fn check_sequence(
         if expanded > max * 4 + 64 {
             return Err(ApiError::bad("Too many actions in the sequence."));
         }
-        let readable = match c.package() {
-            Some(p) => {
-                state
-                    .package_readable(&req.identity.namespace, c.namespace(), p)
-                    .await?
-            }
-            None => c.namespace() == &req.identity.namespace,
-        };
-        if !readable {
+        if !state.action_usable(&req.identity.namespace, &c).await? {
             return Err(ApiError::forbidden_resource(&c.path.to_string()));
         }
         let resolved = match state.resolve_action(&c, false).await {

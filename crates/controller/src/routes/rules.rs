@@ -184,11 +184,7 @@ async fn put(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Resp
         return Err(ApiError::bad(format!("trigger {trigger} does not exist")));
     }
     // The action must exist and be readable (also through the caller's own bindings).
-    let readable = match action.package() {
-        Some(p) => state.package_readable(me, action.namespace(), p).await?,
-        None => action.namespace() == me,
-    };
-    if !readable {
+    if !state.action_usable(me, &action).await? {
         return Err(ApiError::forbidden_resource(&action.path.to_string()));
     }
     if state.resolve_action(&action, false).await.is_err() {
