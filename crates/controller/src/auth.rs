@@ -9,6 +9,7 @@ use base64::Engine;
 use brisk_model::{AuthKey, Identity};
 use brisk_store::{NamespaceRecord, Store, keys};
 use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
 
 use crate::error::{AUTH_INVALID, AUTH_MISSING, ApiError, ApiResult};
 
@@ -18,7 +19,16 @@ const CACHE_MAX: usize = 100_000;
 
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    cache: RwLock<HashMap<String, (Arc<NamespaceRecord>, Instant)>>,
+    cache: RwLock<HashMap<String, Arc<Cached>>>,
+}
+
+/// A namespace record as looked up, with the key last verified against its hash: a request
+/// that presents the same key again is checked with a constant-time comparison instead of
+/// hashing it again (the hash costs more than the rest of authentication).
+struct Cached {
+    rec: Arc<NamespaceRecord>,
+    at: Instant,
+    verified: std::sync::OnceLock<String>,
 }
 
 /// An `Authorization` header that is present but not usable Basic credentials.
@@ -51,22 +61,26 @@ impl Authenticator {
         }
     }
 
-    async fn record(&self, uuid: &str) -> ApiResult<Option<Arc<NamespaceRecord>>> {
-        if let Some((rec, at)) = self.cache.read().get(uuid)
-            && at.elapsed() < CACHE_TTL
+    async fn record(&self, uuid: &str) -> ApiResult<Option<Arc<Cached>>> {
+        if let Some(c) = self.cache.read().get(uuid)
+            && c.at.elapsed() < CACHE_TTL
         {
-            return Ok(Some(rec.clone()));
+            return Ok(Some(c.clone()));
         }
         let Some(rec) = self.store.namespace_by_uuid(uuid).await? else {
             return Ok(None);
         };
-        let rec = Arc::new(rec);
+        let c = Arc::new(Cached {
+            rec: Arc::new(rec),
+            at: Instant::now(),
+            verified: std::sync::OnceLock::new(),
+        });
         let mut cache = self.cache.write();
         if cache.len() >= CACHE_MAX {
             cache.clear();
         }
-        cache.insert(uuid.to_owned(), (rec.clone(), Instant::now()));
-        Ok(Some(rec))
+        cache.insert(uuid.to_owned(), c.clone());
+        Ok(Some(c))
     }
 
     /// Forgets cached identities (after admin changes).
@@ -76,11 +90,22 @@ impl Authenticator {
 
     /// Verifies a credential; `None` when it does not match an active namespace.
     pub async fn verify(&self, key: &AuthKey) -> ApiResult<Option<Identity>> {
-        let Some(rec) = self.record(&key.uuid).await? else {
+        let Some(cached) = self.record(&key.uuid).await? else {
             return Ok(None);
         };
-        if rec.blocked || !keys::verify_key(&rec.salt, &rec.key_hash, &key.key) {
+        let rec = &cached.rec;
+        if rec.blocked {
             return Ok(None);
+        }
+        let known = cached
+            .verified
+            .get()
+            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(key.key.as_bytes())));
+        if !known {
+            if !keys::verify_key(&rec.salt, &rec.key_hash, &key.key) {
+                return Ok(None);
+            }
+            let _ = cached.verified.set(key.key.clone());
         }
         Ok(Some(Identity {
             subject: rec.subject.clone(),
@@ -149,5 +174,40 @@ mod tests {
         let nocolon = base64::engine::general_purpose::STANDARD.encode("nocolon");
         assert!(basic_credentials(&headers(&format!("Basic {nocolon}"))).is_err());
         assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_verified_key_is_remembered_and_a_wrong_one_still_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(brisk_store::SqliteStore::open(dir.path()).unwrap());
+        let right = AuthKey {
+            uuid: "u-1".into(),
+            key: "right-key".into(),
+        };
+        store
+            .create_namespace("s", &brisk_model::EntityName::new("ns1").unwrap(), &right)
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store);
+        let wrong = AuthKey {
+            uuid: "u-1".into(),
+            key: "wrong-key".into(),
+        };
+        assert!(auth.verify(&wrong).await.unwrap().is_none());
+        for _ in 0..2 {
+            let id = auth
+                .verify(&right)
+                .await
+                .unwrap()
+                .expect("right key accepted");
+            assert_eq!(id.namespace.as_str(), "ns1");
+            // After the right key is remembered, other keys are still hashed and rejected.
+            assert!(auth.verify(&wrong).await.unwrap().is_none());
+            let shorter = AuthKey {
+                uuid: "u-1".into(),
+                key: "right-ke".into(),
+            };
+            assert!(auth.verify(&shorter).await.unwrap().is_none());
+        }
     }
 }

@@ -61,12 +61,12 @@ pub(crate) fn run_conductor<'a>(
             // The first conductor step carries the components this conductor called last time,
             // so their containers get ready while it runs (predictive prewarm).
             job.prepare_next = std::mem::take(&mut prepare);
-            let c = state.run_primitive(job).await;
+            let c = Arc::new(state.run_primitive(job).await);
             state.record(c.clone()).await;
             ids.push(c.activation_id.to_string());
             duration += c.duration.unwrap_or(0);
             if !c.response.is_success() {
-                break c.response;
+                break c.response.clone();
             }
             let out = c.response.result.clone().unwrap_or_else(|| json!({}));
             let params = out.get("params").cloned();

@@ -73,7 +73,7 @@ pub async fn fire(
         annotations: Parameters::new(),
     };
     if identity.limits.store_activations != Some(false) {
-        state.record(record).await;
+        state.record(std::sync::Arc::new(record)).await;
     }
     Some(id)
 }

@@ -91,7 +91,7 @@ impl Invocation {
 impl Controller {
     /// Runs an invocation in the background; the receiver yields the record once it is final.
     /// The record is queued for storage before the receiver fires.
-    pub fn launch(self: &Arc<Self>, mut inv: Invocation) -> oneshot::Receiver<Activation> {
+    pub fn launch(self: &Arc<Self>, mut inv: Invocation) -> oneshot::Receiver<Arc<Activation>> {
         let (tx, rx) = oneshot::channel();
         let state = self.clone();
         // Debug level: formatting span fields costs several microseconds per activation when
@@ -124,6 +124,7 @@ impl Controller {
                     activation.annotations.set("causedBy", Value::from(by));
                 }
                 drop(permit);
+                let activation = Arc::new(activation);
                 if inv.identity.limits.store_activations != Some(false) {
                     state.record(activation.clone()).await;
                 }
@@ -143,7 +144,7 @@ impl Controller {
     }
 
     /// Stores a record unless the namespace opted out.
-    pub async fn record(&self, activation: Activation) {
+    pub async fn record(&self, activation: Arc<Activation>) {
         self.recorder.record(activation).await;
     }
 }

@@ -19,8 +19,8 @@ const CHANNEL: usize = 16_384;
 const LINGER: Duration = Duration::from_millis(10);
 
 pub struct Recorder {
-    tx: Mutex<Option<mpsc::Sender<Activation>>>,
-    pending: Arc<Mutex<HashMap<(String, ActivationId), Activation>>>,
+    tx: Mutex<Option<mpsc::Sender<Arc<Activation>>>>,
+    pending: Pending,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -36,10 +36,12 @@ impl Recorder {
         })
     }
 
-    /// Queues a record for writing. Waits only when the channel is full (back-pressure).
-    pub async fn record(&self, activation: Activation) {
-        let key = (activation.namespace.clone(), activation.activation_id);
-        self.pending.lock().insert(key, activation.clone());
+    /// Queues a record for writing. Waits only when the channel is full (back-pressure). The
+    /// record is shared, not copied, with the pending map and the writer.
+    pub async fn record(&self, activation: Arc<Activation>) {
+        self.pending
+            .lock()
+            .insert(activation.activation_id, activation.clone());
         let tx = self.tx.lock().clone();
         match tx {
             Some(tx) => {
@@ -51,11 +53,12 @@ impl Recorder {
         }
     }
 
-    /// A record that is not yet written.
-    pub fn pending(&self, namespace: &str, id: &ActivationId) -> Option<Activation> {
+    /// A record of `namespace` that is not yet written.
+    pub fn pending(&self, namespace: &str, id: &ActivationId) -> Option<Arc<Activation>> {
         self.pending
             .lock()
-            .get(&(namespace.to_owned(), *id))
+            .get(id)
+            .filter(|a| a.namespace == namespace)
             .cloned()
     }
 
@@ -69,9 +72,14 @@ impl Recorder {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<(String, ActivationId), Activation>>>;
+/// Records queued but not yet written, by id (ids are unique across namespaces).
+type Pending = Arc<Mutex<HashMap<ActivationId, Arc<Activation>>>>;
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Activation>, pending: Pending) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Arc<Activation>>,
+    pending: Pending,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -85,13 +93,13 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Activation>, p
         write(&store, &batch).await;
         let mut p = pending.lock();
         for a in batch.drain(..) {
-            p.remove(&(a.namespace, a.activation_id));
+            p.remove(&a.activation_id);
         }
     }
 }
 
 /// Writes a batch, retrying a few times: a record is never dropped on a transient failure.
-async fn write(store: &Arc<dyn Store>, batch: &[Activation]) {
+async fn write(store: &Arc<dyn Store>, batch: &[Arc<Activation>]) {
     let mut delay = Duration::from_millis(10);
     for attempt in 1..=5 {
         match store.store_batch(batch).await {

@@ -104,25 +104,27 @@ pub(crate) fn run_step<'a>(
     cause: ActivationId,
     input: Value,
 ) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Activation, ActivationResponse>> + Send + 'a>,
+    Box<dyn std::future::Future<Output = Result<Arc<Activation>, ActivationResponse>> + Send + 'a>,
 > {
     Box::pin(async move {
         let step_id = ActivationId::generate();
         match &resolved.action.exec {
-            Exec::Sequence { .. } => {
-                Ok(run_sequence(state, run, resolved, step_id, Some(cause), input).await)
-            }
+            Exec::Sequence { .. } => Ok(Arc::new(
+                run_sequence(state, run, resolved, step_id, Some(cause), input).await,
+            )),
             _ if resolved.action.is_conductor() => {
                 let args = merge_input(resolved, &input);
-                Ok(crate::conductor::run_conductor(
-                    state,
-                    run,
-                    resolved,
-                    step_id,
-                    Some(cause),
-                    args,
-                )
-                .await)
+                Ok(Arc::new(
+                    crate::conductor::run_conductor(
+                        state,
+                        run,
+                        resolved,
+                        step_id,
+                        Some(cause),
+                        args,
+                    )
+                    .await,
+                ))
             }
             _ => {
                 if run.atomic.fetch_add(1, Ordering::Relaxed) + 1
@@ -135,7 +137,7 @@ pub(crate) fn run_step<'a>(
                 }
                 let mut job = step_job(run.inv, resolved, step_id, cause, &input);
                 job.prepare_next = std::mem::take(&mut *run.prepare.lock());
-                let a = state.run_primitive(job).await;
+                let a = Arc::new(state.run_primitive(job).await);
                 state.record(a.clone()).await;
                 Ok(a)
             }
@@ -272,7 +274,7 @@ pub(crate) async fn finish(
         annotations,
     };
     if c.cause.is_some() {
-        state.record(record.clone()).await;
+        state.record(Arc::new(record.clone())).await;
     }
     record
 }

@@ -11,7 +11,33 @@ pub use crate::stems::StemConfig;
 
 /// Identity of the containers an activation may reuse: invoking namespace, action path and
 /// version, exec and limits.
-pub type PoolKey = std::sync::Arc<str>;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey(u128);
+
+impl PoolKey {
+    /// The key of whatever `f` feeds the hasher: 128 bits from two SipHash hashers keyed at
+    /// random per process, so keys of different actions do not collide by accident and
+    /// cannot be made to collide on purpose. Much cheaper than formatting a string key on
+    /// every invoke.
+    pub fn of(f: impl Fn(&mut dyn std::hash::Hasher)) -> Self {
+        use std::hash::BuildHasher;
+        static SEEDS: std::sync::OnceLock<[std::collections::hash_map::RandomState; 2]> =
+            std::sync::OnceLock::new();
+        let seeds = SEEDS.get_or_init(Default::default);
+        let mut a = seeds[0].build_hasher();
+        let mut b = seeds[1].build_hasher();
+        f(&mut a);
+        f(&mut b);
+        use std::hash::Hasher;
+        Self((u128::from(a.finish()) << 64) | u128::from(b.finish()))
+    }
+}
+
+impl From<&str> for PoolKey {
+    fn from(s: &str) -> Self {
+        Self::of(|h| h.write(s.as_bytes()))
+    }
+}
 
 #[derive(Debug)]
 pub enum State {
@@ -215,7 +241,7 @@ impl<C: Clone> PoolState<C> {
         let handle = e.handle.clone()?;
         // Busy from now on, and not shared before `/init` is done (see `set_max`).
         e.state = State::Active {
-            key: d.key.clone(),
+            key: *d.key,
             busy: 1,
             max: 1,
             last_used: Instant::now(),
@@ -425,7 +451,7 @@ mod tests {
             p.place(&demand(k, 256), false, now),
             Placement::Cold { .. }
         ));
-        p.insert_active(h, "nodejs:20", 256, k.clone(), 1)
+        p.insert_active(h, "nodejs:20", 256, *k, 1)
     }
 
     #[test]
@@ -485,12 +511,12 @@ mod tests {
             Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
             other => panic!("{other:?}"),
         }
-        p.insert_active(3, "nodejs:20", 256, c.clone(), 1);
+        p.insert_active(3, "nodejs:20", 256, c, 1);
         // a is idle and evictable; after that both are busy and d must queue.
         assert!(
             matches!(p.place(&demand(&d, 256), false, t1), Placement::Cold { evicted } if evicted == vec![1])
         );
-        p.insert_active(4, "nodejs:20", 256, d.clone(), 1);
+        p.insert_active(4, "nodejs:20", 256, d, 1);
         let rx = match p.place(&demand(&a, 256), false, t1) {
             Placement::Queued(rx) => rx,
             other => panic!("{other:?}"),

@@ -436,20 +436,23 @@ fn pool_key(job: &Job) -> PoolKey {
         Exec::Blackbox { image, .. } => image.as_str(),
         e => e.kind(),
     };
-    format!(
-        "{}|{:?}|{}|{}|{}|{}|{}/{}/{}/{}",
-        job.identity.namespace,
-        job.identity.limits.network,
-        a.fqn(),
-        a.version,
-        a.updated,
-        exec_id,
-        l.memory,
-        l.concurrency,
-        l.timeout,
-        l.logs
-    )
-    .into()
+    PoolKey::of(|mut h| {
+        use std::hash::Hash;
+        job.identity.namespace.hash(&mut h);
+        job.identity.limits.network.hash(&mut h);
+        a.namespace.hash(&mut h);
+        a.name.hash(&mut h);
+        exec_id.hash(&mut h);
+        (
+            a.version,
+            a.updated,
+            l.memory,
+            l.concurrency,
+            l.timeout,
+            l.logs,
+        )
+            .hash(&mut h);
+    })
 }
 
 fn early(job: &Job, code: StatusCode, msg: String) -> Activation {

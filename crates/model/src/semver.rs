@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SemVer {
     pub major: u32,
     pub minor: u32,

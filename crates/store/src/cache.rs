@@ -102,7 +102,7 @@ impl<S: EntityStore> EntityStore for CachedStore<S> {
 
 #[async_trait]
 impl<S: ActivationStore> ActivationStore for CachedStore<S> {
-    async fn store_batch(&self, records: &[Activation]) -> Result<()> {
+    async fn store_batch(&self, records: &[std::sync::Arc<Activation>]) -> Result<()> {
         self.inner.store_batch(records).await
     }
 

@@ -75,7 +75,7 @@ pub struct ActivationQuery {
 #[async_trait]
 pub trait ActivationStore: Send + Sync {
     /// Stores records in one transaction. Storing an id twice keeps the latest record.
-    async fn store_batch(&self, records: &[Activation]) -> Result<()>;
+    async fn store_batch(&self, records: &[std::sync::Arc<Activation>]) -> Result<()>;
 
     async fn get_activation(
         &self,

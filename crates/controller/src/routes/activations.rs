@@ -92,6 +92,7 @@ pub async fn get(
             .store
             .get_activation(req.namespace.as_str(), &id)
             .await?
+            .map(std::sync::Arc::new)
             .ok_or_else(ApiError::not_found)?,
     };
     let body = match part {

@@ -223,7 +223,6 @@ def do_run(msg):
     for k, v in msg.items():
         if k != "value" and isinstance(v, str):
             env["__OW_" + k.upper()] = v
-            os.environ["__OW_" + k.upper()] = v
     value = msg.get("value")
     if value is None:
         value = {}

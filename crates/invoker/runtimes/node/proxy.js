@@ -252,20 +252,22 @@ let allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
 
 class InitError extends Error {}
 
-// Writing process.env is a setenv() call; most __OW_* values (namespace, action name, version)
-// repeat from run to run, so only changed values are written.
+// The real process.env is backed by the C environment: every write is a setenv(), and glibc
+// keeps every distinct value ever set for the life of the process (a search tree that only
+// grows). Per-run values (activation id, deadline) are new on every run, so writing them there
+// leaks memory and makes each run slower than the last. A plain object copy avoids both: the
+// action reads the same `process.env`, and child processes started with `child_process` get it
+// too (it is their default `env`).
+process.env = Object.assign({}, process.env);
+
 const owEnvNames = new Map();
-const owEnvValues = new Map();
 function setOwEnv(key, value) {
   let name = owEnvNames.get(key);
   if (name === undefined) {
     name = '__OW_' + key.toUpperCase();
     owEnvNames.set(key, name);
   }
-  if (owEnvValues.get(name) !== value) {
-    process.env[name] = value;
-    owEnvValues.set(name, value);
-  }
+  process.env[name] = value;
 }
 
 function loadPlainCode(code, mainName) {

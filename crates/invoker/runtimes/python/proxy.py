@@ -308,6 +308,27 @@ def do_init(msg):
     return 502, {"error": "Initialization has failed due to: %s" % reason}
 
 
+# Per-run values (activation id, deadline) are new on every run. `os.environ[k] = v` also calls
+# putenv(), and glibc keeps every distinct value ever set for the life of the process, so writing
+# those there would leak memory and slow each run down. They go only into `os.environ`'s own
+# mapping (what `os.environ` and `os.getenv` read); the values that repeat (namespace, action
+# name, API key) are also written to the C environment when they change, so child processes see
+# them.
+_PER_RUN_ENV = frozenset(("__OW_ACTIVATION_ID", "__OW_DEADLINE", "__OW_TRANSACTION_ID"))
+
+
+def _set_ow_env(name, value):
+    if os.environ.get(name) == value:
+        return
+    if name in _PER_RUN_ENV:
+        try:
+            os.environ._data[os.environ.encodekey(name)] = os.environ.encodevalue(value)
+            return
+        except (AttributeError, TypeError):
+            pass
+    os.environ[name] = value
+
+
 def do_run(msg):
     if not ACTION.initialized:
         return 403, {"error": "System not initialized."}
@@ -315,7 +336,7 @@ def do_run(msg):
         msg = {}
     for k, v in msg.items():
         if k != "value" and isinstance(v, str):
-            os.environ["__OW_" + k.upper()] = v
+            _set_ow_env("__OW_" + k.upper(), v)
     args = msg.get("value")
     if args is None:
         args = {}

@@ -28,7 +28,7 @@ fn filter(q: &ActivationQuery) -> (String, Vec<rusqlite::types::Value>) {
 
 #[async_trait]
 impl ActivationStore for SqliteStore {
-    async fn store_batch(&self, records: &[Activation]) -> Result<()> {
+    async fn store_batch(&self, records: &[std::sync::Arc<Activation>]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -40,7 +40,7 @@ impl ActivationStore for SqliteStore {
                     a.activation_id.to_string(),
                     a.filter_name(),
                     a.start as i64,
-                    serde_json::to_string(a)?,
+                    serde_json::to_string(&**a)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
