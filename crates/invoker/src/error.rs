@@ -33,8 +33,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("http exchange with container failed")]
-    Http(#[from] hyper::Error),
+    #[error("exchange with container {container} failed")]
+    Exchange {
+        container: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the action code is not a valid zip archive: {0}")]
     BadZip(String),
     #[error("the action code is not valid base64")]

@@ -51,8 +51,7 @@ impl Invoker {
                 tracing::debug!(error = %e, "run exchange failed");
                 // A reused container whose proxy no longer accepts connections died while idle:
                 // the request never reached it, so the activation may run elsewhere.
-                let never_sent = matches!(e, crate::Error::Connect { .. })
-                    || matches!(&e, crate::Error::Http(h) if h.is_canceled());
+                let never_sent = matches!(e, crate::Error::Connect { .. });
                 let msg = if slot.container.oom_kills() > 0 {
                     OOM
                 } else {

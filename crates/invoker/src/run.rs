@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use brisk_model::{Activation, ActivationResponse, Exec, StatusCode, now_millis};
 
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::invoker::{Handle, Invoker};
@@ -72,14 +73,16 @@ impl Invoker {
             activation_id = %job.activation_id,
             container_id = tracing::field::Empty,
         );
-        let j = job.clone();
-        // A task of its own: a panic stays inside it, and a caller that gives up does not
-        // abandon a container half-way.
-        let task = tokio::spawn(async move { me.run_inner(&j).await }.instrument(span));
-        match task.await {
+        // A panic stays inside this call and becomes a whisk error. A caller that stops polling
+        // drops the lease, which destroys the container rather than lending it out mid-run
+        // (callers are the controller's activation tasks, which always run to the end).
+        let outcome = std::panic::AssertUnwindSafe(me.run_inner(&job).instrument(span))
+            .catch_unwind()
+            .await;
+        match outcome {
             Ok(a) => a,
-            Err(e) => {
-                tracing::error!(activation_id = %job.activation_id, error = %e, "activation task failed");
+            Err(_) => {
+                tracing::error!(activation_id = %job.activation_id, "activation task panicked");
                 whisk_error(&job, "An internal error occurred while running the action.")
             }
         }
