@@ -137,6 +137,7 @@ class Proxy:
         conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         raw = resp.read()
+        self.last_logs_header = resp.getheader("X-Brisk-Logs")
         self.drain()
         try:
             return resp.status, json.loads(raw)
@@ -256,6 +257,10 @@ def common_checks(kind, start, code):
         check("%s: init echo -> 200 {ok:true}" % kind, st == 200 and body == {"ok": True}, (st, body))
         st, body = p.init({"main": main, "code": src})
         check("%s: second init -> 403 exact message" % kind, st == 403 and body == {"error": "Cannot initialize the action more than once."}, (st, body))
+        # The init printed on behalf of its activation: that activation's (silent) run still
+        # ends with sentinels, so the init output is collected with it.
+        p.run({"echo": {}}, init_id)
+        check("%s: the run of the activation whose init printed ends with sentinels" % kind, p.last_logs_header != "none" and p.logs(init_id, "stdout")[1] and p.logs(init_id, "stderr")[1], p.last_logs_header)
         shapes = [{}, {"a": 1}, {"nested": {"deep": {"list": [1, 2, {"x": None}]}, "t": True}}, {"arr": [[], [1], ["a", 2.5]]}, {"u": SNOWMEN, "k" + SNOWMEN: "v"}, {"s": "quotes \" and \\ and \n newline"}]
         ok = True
         for shape in shapes:
@@ -297,10 +302,15 @@ def common_checks(kind, start, code):
         st, body = p.run({"bigLog": True}, aid)
         out, out_s = p.logs(aid, "stdout")
         check("%s: 1.2 MB of log lines all tagged, in order, sentinels before the response" % kind, st == 200 and out == ["line %d %s" % (i, "z" * 50) for i in range(20000)] and out_s and p.logs(aid, "stderr")[1], (st, len(out), out_s))
-        # A noop run also ends with both sentinels.
+        # A run that printed nothing either ends with both sentinels, or says "X-Brisk-Logs:
+        # none" and writes no sentinel at all; a run that printed says "sentinels".
         aid = new_id()
         p.run({}, aid)
-        check("%s: sentinels on both streams after every run" % kind, p.logs(aid, "stdout")[1] and p.logs(aid, "stderr")[1])
+        quiet = p.last_logs_header == "none"
+        sentinels = (p.logs(aid, "stdout")[1], p.logs(aid, "stderr")[1])
+        check("%s: a silent run has both sentinels or none (and says none)" % kind, sentinels == (not quiet, not quiet), (p.last_logs_header, sentinels))
+        p.run({"log": True}, new_id())
+        check("%s: a run that printed is not announced as silent" % kind, p.last_logs_header != "none", p.last_logs_header)
         # Init output is tagged with the activation that caused the init.
         init_out, _ = p.logs(init_id, "stdout")
         check("%s: top-level init output tagged with the init's activation id" % kind, init_out == ["loading " + SNOWMEN], init_out)

@@ -30,6 +30,9 @@ pub struct ProxyResponse {
     pub status: u16,
     pub body: Bytes,
     pub len: usize,
+    /// The proxy reported (`X-Brisk-Logs: none`) that the run wrote no output and that it
+    /// sent no log sentinels for it.
+    pub quiet: bool,
 }
 
 impl ProxyResponse {
@@ -169,7 +172,7 @@ impl Conn {
         drop(req);
 
         // Head.
-        let (status, head_len, content_length, close) = loop {
+        let (status, head_len, content_length, close, quiet) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&self.buf) {
@@ -177,6 +180,7 @@ impl Conn {
                     let status = resp.code.unwrap_or(0);
                     let mut length = None;
                     let mut close = resp.version == Some(0);
+                    let mut quiet = false;
                     for h in resp.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
                             let v = std::str::from_utf8(h.value)
@@ -186,6 +190,8 @@ impl Conn {
                             length = Some(v);
                         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                             return Err(bad("the proxy sent a chunked response"));
+                        } else if h.name.eq_ignore_ascii_case("x-brisk-logs") {
+                            quiet = h.value.eq_ignore_ascii_case(b"none");
                         } else if h.name.eq_ignore_ascii_case("connection") {
                             let v = String::from_utf8_lossy(h.value);
                             if v.trim().eq_ignore_ascii_case("close") {
@@ -193,7 +199,7 @@ impl Conn {
                             }
                         }
                     }
-                    break (status, n, length, close);
+                    break (status, n, length, close, quiet);
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.buf.len() > MAX_HEAD {
@@ -224,6 +230,7 @@ impl Conn {
                 status,
                 body: kept.freeze(),
                 len: total,
+                quiet,
             };
             return Ok((resp, false));
         };
@@ -234,6 +241,7 @@ impl Conn {
                 status,
                 body: body.slice(..len.min(max_body)),
                 len,
+                quiet,
             };
             return Ok((resp, !close));
         }
@@ -254,6 +262,7 @@ impl Conn {
             status,
             body: kept.freeze(),
             len,
+            quiet,
         };
         Ok((resp, !close))
     }
@@ -349,6 +358,27 @@ mod tests {
         .expect("the kept connection is reused")
         .unwrap();
         assert_eq!((r.status, &r.body[..]), (502, &b"{}"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_silent_run_is_reported_by_its_header() {
+        let (_d, client) =
+            setup(vec![
+            (
+                vec![b"HTTP/1.1 200 OK\r\nX-Brisk-Logs: none\r\nContent-Length: 2\r\n\r\n{}"],
+                false,
+            ),
+            (
+                vec![b"HTTP/1.1 200 OK\r\nX-Brisk-Logs: sentinels\r\nContent-Length: 2\r\n\r\n{}"],
+                false,
+            ),
+            (vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"], false),
+        ]);
+        let mut quiet = Vec::new();
+        for _ in 0..3 {
+            quiet.push(client.post("/run", b"{}".to_vec(), 64).await.unwrap().quiet);
+        }
+        assert_eq!(quiet, [true, false, false]);
     }
 
     #[tokio::test]

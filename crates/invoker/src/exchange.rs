@@ -17,6 +17,8 @@ pub(crate) struct Outcome {
     pub facts: RunFacts,
     /// A reused container answered 503 (shutting down): run the activation elsewhere.
     pub retry_elsewhere: bool,
+    /// The run wrote no output and the proxy sent no sentinels: nothing to collect.
+    pub quiet: bool,
 }
 
 impl Invoker {
@@ -35,6 +37,7 @@ impl Invoker {
                 ..facts
             },
             retry_elsewhere: false,
+            quiet: false,
         };
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
             return out;
@@ -69,6 +72,7 @@ impl Invoker {
                     ..facts
                 },
                 retry_elsewhere: resp.status == 503 && !init,
+                quiet: resp.quiet,
             },
         }
     }
@@ -90,6 +94,7 @@ impl Invoker {
                 ..*facts
             },
             retry_elsewhere: false,
+            quiet: false,
         };
         let t0 = std::time::Instant::now();
         let body = match self
@@ -122,6 +127,7 @@ impl Invoker {
                     ..*facts
                 },
                 retry_elsewhere: false,
+                quiet: false,
             }),
         }
     }

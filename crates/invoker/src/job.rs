@@ -313,6 +313,7 @@ mod tests {
             status,
             body: bytes::Bytes::copy_from_slice(body.as_bytes()),
             len: body.len(),
+            quiet: false,
         }
     }
 
@@ -350,6 +351,7 @@ mod tests {
             status: 200,
             body: bytes::Bytes::from_static(b"{\"s\":\"xx"),
             len: 2_000_000,
+            quiet: false,
         };
         let r = classify_run(&big);
         assert_eq!(r.status_code, ApplicationError);

@@ -392,7 +392,7 @@ impl Invoker {
         let developer_error = out.response.status_code == StatusCode::DeveloperError;
         let logs = if keep {
             let wait = Duration::from_secs(limits.logs.max(5) * 2);
-            let logs = if log_limit == 0 {
+            let logs = if log_limit == 0 || out.quiet {
                 ticket.discard();
                 logs::CollectedLogs {
                     lines: Vec::new(),

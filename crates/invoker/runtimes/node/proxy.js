@@ -15,11 +15,15 @@ const http = require('http');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const zlib = require('zlib');
 const Module = require('module');
 const { AsyncLocalStorage } = require('async_hooks');
 const { StringDecoder } = require('string_decoder');
 const { pathToFileURL } = require('url');
+
+// zlib only unpacks a base64 zip sent to /init (rare; the invoker unpacks zips itself): loaded
+// on first use, since its bindings cost every idle container ~0.6 MB.
+let zlibModule = null;
+const zlib = () => zlibModule || (zlibModule = require('zlib'));
 
 // Modules every action may require without bundling them (as OpenWhisk's Node.js runtime
 // image preinstalls them, e.g. `openwhisk`, which openwhisk-composer's conductors use):
@@ -59,6 +63,7 @@ function newLogContext(id) {
     tag: id ? '\x01' + id + '\x02' : '',
     errTag: id ? '\x01' + id + '\x03' : '',
     done: false,
+    wrote: false, // anything written to stdout/stderr during the run
     out: '', // partial (unterminated) line per stream
     err: '',
     decOut: null, // StringDecoders for Buffer chunks, created lazily
@@ -83,6 +88,7 @@ function patchStream(stream, key) {
   stream.write = function write(chunk, encoding, cb) {
     const ctx = als.getStore();
     if (ctx === undefined || ctx.done) return raw(chunk, encoding, cb);
+    ctx.wrote = true;
     if (typeof encoding === 'function') {
       cb = encoding;
       encoding = undefined;
@@ -232,7 +238,7 @@ function unzip(buf, dest) {
     const data = buf.subarray(start, start + csize);
     let content;
     if (method === 0) content = data;
-    else if (method === 8) content = zlib.inflateRawSync(data);
+    else if (method === 8) content = zlib().inflateRawSync(data);
     else throw new Error('unsupported zip compression method ' + method + ' for ' + name);
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.writeFileSync(target, content);
@@ -245,6 +251,9 @@ function unzip(buf, dest) {
 // ---------------------------------------------------------------------------
 
 let initialized = false;
+// The tag of the activation whose run must end with sentinels because /init printed on its
+// behalf ('' when none).
+let initLogsOwedTo = '';
 let initializing = false;
 let mainFn = null;
 let running = 0;
@@ -383,6 +392,7 @@ async function handleInit(req, res, msg) {
   // Successful init: top-level output so far stays tagged with the first
   // activation, whose run ends with the sentinel.
   endLogContextPartial(ctx);
+  if (ctx.wrote) initLogsOwedTo = ctx.tag;
   mainFn = fn;
   allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
   initialized = true;
@@ -458,11 +468,17 @@ async function handleRun(req, res, msg) {
   }
   if (status !== 200) body = JSON.stringify(payload);
 
-  await endLogContext(ctx);
+  // A run that wrote nothing needs no sentinels: the response says so and the invoker does
+  // not wait for them (two pipe writes and reads fewer per invoke).
+  const quiet = !ctx.wrote && ctx.tag !== '' && ctx.tag !== initLogsOwedTo;
+  if (ctx.tag === initLogsOwedTo) initLogsOwedTo = '';
+  if (quiet) ctx.done = true;
+  else await endLogContext(ctx);
   running--;
   res.writeHead(status, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
+    'X-Brisk-Logs': quiet ? 'none' : 'sentinels',
   });
   res.end(body);
 }
@@ -545,10 +561,14 @@ if (socketPath) {
     // no stale socket
   }
   server.listen(socketPath, () => {
-    // One request through our own HTTP stack warms the parser and the response path.
-    const req = http.request({ socketPath, path: '/warmup', method: 'POST', headers: { 'content-length': 2 } }, (res) => res.resume());
-    req.on('error', () => {});
-    req.end('{}');
+    // One request through our own HTTP stack warms the parser and the response path. It is
+    // written by hand on a plain socket: going through the HTTP client would compile and keep
+    // its code paths (and an agent) in every container, ~0.2 MB, only for this.
+    const s = require('net').connect(socketPath, () => {
+      s.end('POST /warmup HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    });
+    s.on('error', () => {});
+    s.resume();
   });
 } else {
   const port = parseInt(process.env.BRISK_PORT || '8080', 10);
