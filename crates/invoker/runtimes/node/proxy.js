@@ -47,6 +47,21 @@ const NOT_A_DICTIONARY = 'The action did not return a dictionary or array.';
 // action starts inherits it, so concurrent runs tag their own lines.
 const als = new AsyncLocalStorage();
 
+// The log context of the code that is running. With one run at a time (the default) a plain
+// variable is exact and free. AsyncLocalStorage is built on async_hooks in Node.js 20 and, once
+// used, costs something on every promise the action creates, so it is used only for actions
+// that allow concurrent runs.
+let currentCtx;
+let allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
+function logContext() {
+  return allowConcurrent ? als.getStore() : currentCtx;
+}
+function withLogContext(ctx, fn, ...args) {
+  if (allowConcurrent) return als.run(ctx, fn, ...args);
+  currentCtx = ctx;
+  return fn(...args);
+}
+
 const rawWrite = {
   out: process.stdout.write.bind(process.stdout),
   err: process.stderr.write.bind(process.stderr),
@@ -86,7 +101,7 @@ function chunkToString(ctx, key, chunk, encoding) {
 function patchStream(stream, key) {
   const raw = rawWrite[key];
   stream.write = function write(chunk, encoding, cb) {
-    const ctx = als.getStore();
+    const ctx = logContext();
     if (ctx === undefined || ctx.done) return raw(chunk, encoding, cb);
     ctx.wrote = true;
     if (typeof encoding === 'function') {
@@ -142,7 +157,7 @@ function endLogContext(ctx) {
 
 // Writes a line to stderr inside the given context (tagged).
 function logError(ctx, text) {
-  als.run(ctx, () => process.stderr.write(text + '\n'));
+  withLogContext(ctx, () => process.stderr.write(text + '\n'));
 }
 
 // ---------------------------------------------------------------------------
@@ -257,7 +272,6 @@ let initLogsOwedTo = '';
 let initializing = false;
 let mainFn = null;
 let running = 0;
-let allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
 
 class InitError extends Error {}
 
@@ -369,7 +383,7 @@ async function handleInit(req, res, msg) {
 
   let fn;
   try {
-    fn = await als.run(ctx, async () => {
+    fn = await withLogContext(ctx, async () => {
       if (codeDir !== null) return loadCodeDir(codeDir, mainName);
       if (value.binary === true) {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brisk-action-'));
@@ -431,7 +445,7 @@ async function handleRun(req, res, msg) {
   let result;
   let threw = false;
   try {
-    result = als.run(ctx, mainFn, args);
+    result = withLogContext(ctx, mainFn, args);
   } catch (e) {
     threw = true;
     status = 502;
@@ -545,7 +559,7 @@ function warmUp() {
     const fn = loadPlainCode('function main(a) { return { x: a.x }; }', 'main');
     const ctx = newLogContext('');
     ctx.done = true;
-    als.run(ctx, () => JSON.parse(JSON.stringify(fn(JSON.parse('{"x":[1,"a",{"b":null}]}')))));
+    withLogContext(ctx, () => JSON.parse(JSON.stringify(fn(JSON.parse('{"x":[1,"a",{"b":null}]}')))));
     delete require.cache[path.join(process.cwd(), '__brisk_action__.js')];
   } catch (_) {
     // best effort
