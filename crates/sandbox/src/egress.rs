@@ -47,7 +47,25 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<()>
         })
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            let package = if program == "nft" {
+                "nftables"
+            } else {
+                "iproute2"
+            };
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "`{program}` is not installed: install the {package} package \
+                     (apt-get install {package}) or run containers without network \
+                     (brisk serve --network none)"
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input.as_bytes())?;
     }
@@ -208,6 +226,14 @@ table ip brisk_nat_{t} {{
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_tool_names_the_package_to_install() {
+        let e = super::run("nft-that-does-not-exist", &[], None).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("is not installed"), "{e}");
+        assert!(e.to_string().contains("--network none"), "{e}");
+    }
+
     use super::*;
 
     #[test]
