@@ -257,7 +257,10 @@ impl Invoker {
                         slot: handle,
                         armed: true,
                     };
-                    if lease.slot.container.has_exited() {
+                    // A container that just ran is checked by its next exchange (a dead
+                    // proxy refuses the connection, and the activation is placed again); one
+                    // that sat paused is checked here, before the resume.
+                    if resume && lease.slot.container.has_exited() {
                         tracing::warn!("warm container died while idle; trying another");
                         lease.give_back(false);
                         continue;
