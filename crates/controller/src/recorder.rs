@@ -81,13 +81,14 @@ async fn write_loop(
     pending: Pending,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(a)) => batch.push(a),
-                _ => break,
+    // Wait for a first record, linger for more, then take everything queued at once: one
+    // wake-up and one transaction per batch rather than per record.
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH && !rx.is_closed() {
+            tokio::time::sleep(LINGER).await;
+            let room = BATCH - batch.len();
+            if room > 0 && !rx.is_empty() {
+                rx.recv_many(&mut batch, room).await;
             }
         }
         write(&store, &batch).await;
