@@ -75,6 +75,33 @@ pub enum Isolation {
 
 /// A short name for this data directory, so that two servers on one machine never touch each
 /// other's sandboxes (cgroups, network devices and state are named after it).
+/// An exclusive lock on `<data-dir>/serve.lock` (`brisk admin` does not take it: it may change
+/// namespaces while the server runs).
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                anyhow::anyhow!(
+                    "the data directory {} is in use by another `brisk serve`; stop that server \
+                     or choose another --data-dir",
+                    data_dir.display()
+                )
+            } else {
+                anyhow::anyhow!("lock {}: {errno}", path.display())
+            }
+        },
+    )
+}
+
 fn instance_name(data_dir: &std::path::Path) -> String {
     use std::hash::{Hash, Hasher};
     let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
@@ -220,6 +247,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(SocketAddr, PathBuf, Runtime
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     let (addr, data_dir, manifest) = load_config(&args)?;
+    // Held until the server has stopped: two servers on one data directory would remove each
+    // other's sandboxes and runtime files.
+    let _lock = lock_data_dir(&data_dir)?;
     let store = SqliteStore::open(&data_dir).context("open the store")?;
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(store));
     let config = ControllerConfig {

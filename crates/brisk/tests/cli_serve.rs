@@ -410,3 +410,33 @@ fn data_survives_a_server_restart() {
     assert_eq!(t["parameters"], json!([{"key": "a", "value": 1}]));
     assert_eq!(srv.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path());
+    let out = brisk(&[
+        "serve",
+        "--port",
+        "0",
+        "--prewarm",
+        "false",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .expect("run a second brisk serve");
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use by another `brisk serve`"),
+        "{stderr}"
+    );
+    // The first server is untouched and still answers.
+    let (status, _) = first.get("/api/v1", "");
+    assert_eq!(status, 200);
+    assert!(first.terminate().success());
+    // Once it has stopped, the directory can be served again.
+    let again = Server::start(dir.path());
+    assert!(again.terminate().success());
+}
