@@ -164,6 +164,13 @@ impl<C: Clone> PoolState<C> {
         Placement::Queued(rx)
     }
 
+    /// Whether a container for `key` exists (busy, idle or paused).
+    pub fn has_key(&self, key: &PoolKey) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(&e.state, State::Active { key: k, .. } if k == key))
+    }
+
     /// Placement for a speculative start (preparing a container before it is needed): only
     /// when no container for the key exists, and only from a stem cell or free memory — never
     /// evicting, never queueing, never ahead of waiting activations.
@@ -477,6 +484,8 @@ mod tests {
             Placement::Cold { .. }
         ));
         assert_eq!(p.counters.warm_hits, 1);
+        assert!(p.has_key(&a), "a has a container, busy or not");
+        assert!(!p.has_key(&b), "b's cold start has no container yet");
     }
 
     #[test]

@@ -243,6 +243,10 @@ impl Invoker {
             if !prepared && !matches!(placement, Placement::Queued(_) | Placement::QueueFull) {
                 prepared = true;
                 for next in &job.prepare_next {
+                    // The common case in a busy composition: the step's container is warm.
+                    if self.pool.lock().has_key(&pool_key(next)) {
+                        continue;
+                    }
                     if let Some(me) = self.arc() {
                         let next = next.clone();
                         tokio::spawn(async move { me.prepare(next).await });
