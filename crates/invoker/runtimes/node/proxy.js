@@ -281,7 +281,17 @@ class InitError extends Error {}
 // leaks memory and makes each run slower than the last. A plain object copy avoids both: the
 // action reads the same `process.env`, and child processes started with `child_process` get it
 // too (it is their default `env`).
-process.env = Object.assign({}, process.env);
+// Like the real one, it keeps values as strings.
+process.env = new Proxy(Object.assign({}, process.env), {
+  set(target, key, value) {
+    target[key] = String(value);
+    return true;
+  },
+  defineProperty(target, key, desc) {
+    if ('value' in desc) desc = { ...desc, value: String(desc.value) };
+    return Reflect.defineProperty(target, key, desc);
+  },
+});
 
 const owEnvNames = new Map();
 function setOwEnv(key, value) {
