@@ -81,6 +81,9 @@ pub enum Placement<C> {
         evicted: Vec<C>,
     },
     Queued(oneshot::Receiver<()>),
+    /// A container of the same key that allows concurrent runs is starting and has a free
+    /// slot: wait for its `/init`, then place again (see [`PoolState::started`]).
+    AwaitStart(oneshot::Receiver<()>),
     QueueFull,
 }
 
@@ -92,6 +95,21 @@ pub struct Demand<'a> {
     pub memory: u64,
     /// Whether a stem cell fits (they are started with the deployment's network policy).
     pub stem_ok: bool,
+    /// The action's `limits.concurrency`.
+    pub concurrency: u32,
+    /// Whether waiting for a starting container of the key is allowed (not after such a wait
+    /// timed out).
+    pub await_start: bool,
+}
+
+/// Containers of one key starting for actions with `concurrency` > 1, and the activations
+/// waiting for them. Until its `/init` completes a container takes one activation; the others
+/// that would fit in it wait instead of starting containers of their own (a burst of N
+/// requests then starts about N / concurrency containers, not N).
+#[derive(Debug, Default)]
+pub struct Starting {
+    pub starts: u32,
+    pub waiters: Vec<oneshot::Sender<()>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,6 +130,7 @@ pub struct PoolState<C> {
     pub queue: VecDeque<oneshot::Sender<()>>,
     pub max_queue: usize,
     pub counters: Counters,
+    pub starting: std::collections::HashMap<PoolKey, Starting>,
     next_id: u64,
 }
 
@@ -125,6 +144,7 @@ impl<C: Clone> PoolState<C> {
             queue: VecDeque::new(),
             max_queue,
             counters: Counters::default(),
+            starting: std::collections::HashMap::new(),
             next_id: 1,
         }
     }
@@ -141,14 +161,25 @@ impl<C: Clone> PoolState<C> {
         if let Some(p) = self.take_warm(d, now) {
             return p;
         }
+        if d.concurrency > 1
+            && d.await_start
+            && let Some(s) = self.starting.get_mut(d.key)
+            && (s.starts * (d.concurrency - 1)) as usize > s.waiters.len()
+        {
+            let (tx, rx) = oneshot::channel();
+            s.waiters.push(tx);
+            return Placement::AwaitStart(rx);
+        }
         if retry || self.queue.is_empty() {
             if let Some(p) = self.take_prewarm(d) {
+                self.starting_begins(d);
                 return p;
             }
             if let Some(evicted) = self.make_room(d.memory) {
                 self.used += d.memory;
                 self.counters.cold_starts += 1;
                 self.grow_stems(d.kind, d.memory, now);
+                self.starting_begins(d);
                 return Placement::Cold { evicted };
             }
         }
@@ -162,6 +193,31 @@ impl<C: Clone> PoolState<C> {
             self.queue.push_back(tx);
         }
         Placement::Queued(rx)
+    }
+
+    fn starting_begins(&mut self, d: &Demand<'_>) {
+        if d.concurrency > 1 {
+            self.starting.entry(*d.key).or_default().starts += 1;
+        }
+    }
+
+    /// A container placed by [`Self::place`] for an action with `concurrency` > 1 finished
+    /// its `/init` (or failed to start): the activations waiting for a starting container of
+    /// the key place themselves again. Must follow every such placement exactly once.
+    pub fn started(&mut self, key: &PoolKey, concurrency: u32) {
+        if concurrency <= 1 {
+            return;
+        }
+        let Some(s) = self.starting.get_mut(key) else {
+            return;
+        };
+        s.starts = s.starts.saturating_sub(1);
+        for tx in s.waiters.drain(..) {
+            let _ = tx.send(());
+        }
+        if s.starts == 0 {
+            self.starting.remove(key);
+        }
     }
 
     /// Whether a container for `key` exists (busy, idle or paused).
@@ -449,6 +505,8 @@ mod tests {
             kind: "nodejs:20",
             memory,
             stem_ok: true,
+            concurrency: 1,
+            await_start: true,
         }
     }
 
@@ -459,6 +517,69 @@ mod tests {
             Placement::Cold { .. }
         ));
         p.insert_active(h, "nodejs:20", 256, *k, 1)
+    }
+
+    #[test]
+    fn a_burst_for_a_concurrent_action_waits_for_the_starting_container() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(4096, 10, vec![]);
+        let a = key("a");
+        let d = Demand {
+            concurrency: 3,
+            ..demand(&a, 256)
+        };
+        // The first starts a container; the next two fit in it and wait; the fourth starts
+        // another, whose two free slots take the next two.
+        assert!(matches!(p.place(&d, false, now), Placement::Cold { .. }));
+        let mut waits = Vec::new();
+        for _ in 0..2 {
+            match p.place(&d, false, now) {
+                Placement::AwaitStart(rx) => waits.push(rx),
+                other => panic!("expected a wait, got {other:?}"),
+            }
+        }
+        assert!(matches!(p.place(&d, false, now), Placement::Cold { .. }));
+        assert!(matches!(p.place(&d, false, now), Placement::AwaitStart(_)));
+        assert_eq!(p.counters.cold_starts, 2);
+        // The first container is initialized: every waiter places again and finds it.
+        let id = p.insert_active(1, "nodejs:20", 256, a, 1);
+        p.set_max(id, 3);
+        p.started(&a, 3);
+        for mut rx in waits {
+            assert!(rx.try_recv().is_ok(), "woken");
+        }
+        assert!(matches!(
+            p.place(&d, true, now),
+            Placement::Warm { handle: 1, .. }
+        ));
+        assert!(matches!(
+            p.place(&d, true, now),
+            Placement::Warm { handle: 1, .. }
+        ));
+        // A failed second start also wakes its waiters, and nothing is left behind.
+        p.started(&a, 3);
+        assert!(p.starting.is_empty());
+        // Without permission to wait (after a timed-out wait), or with concurrency 1, a busy
+        // key starts a container.
+        let no_wait = Demand {
+            await_start: false,
+            ..d.clone()
+        };
+        assert!(matches!(
+            p.place(&no_wait, false, now),
+            Placement::Cold { .. }
+        ));
+        p.started(&a, 3);
+        let single = demand(&a, 256);
+        assert!(matches!(
+            p.place(&single, false, now),
+            Placement::Cold { .. }
+        ));
+        assert!(matches!(
+            p.place(&single, false, now),
+            Placement::Cold { .. }
+        ));
+        assert!(p.starting.is_empty());
     }
 
     #[test]

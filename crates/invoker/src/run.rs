@@ -55,6 +55,9 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// Beyond the action's time limit, how long an activation waits for a starting container.
+const START_WAIT_SLACK: Duration = Duration::from_secs(5);
+
 /// How often an activation may move on after a container refused it.
 const MAX_PLACEMENTS: u32 = 3;
 
@@ -103,6 +106,8 @@ impl Invoker {
             kind,
             memory,
             stem_ok: network == self.config.network,
+            concurrency: job.action.limits.concurrency,
+            await_start: false,
         };
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -218,11 +223,13 @@ impl Invoker {
         }
         let key = pool_key(job);
         let network = self.network_of(job);
-        let demand = Demand {
+        let mut demand = Demand {
             key: &key,
             kind,
             memory,
             stem_ok: network == self.config.network,
+            concurrency: job.action.limits.concurrency,
+            await_start: true,
         };
         let mut retry = false;
         let mut attempts = 0;
@@ -240,7 +247,12 @@ impl Invoker {
                 }
                 pl
             };
-            if !prepared && !matches!(placement, Placement::Queued(_) | Placement::QueueFull) {
+            if !prepared
+                && !matches!(
+                    placement,
+                    Placement::Queued(_) | Placement::AwaitStart(_) | Placement::QueueFull
+                )
+            {
                 prepared = true;
                 for next in &job.prepare_next {
                     // The common case in a busy composition: the step's container is warm.
@@ -313,6 +325,16 @@ impl Invoker {
                     }
                     retry = true;
                 }
+                Placement::AwaitStart(rx) => {
+                    tracing::debug!("waiting for a starting container of the action");
+                    // The start ends within the action's time limit (its `/init` is bounded by
+                    // it); should the wake-up never come, stop waiting for starts.
+                    let limit = Duration::from_millis(job.action.limits.timeout) + START_WAIT_SLACK;
+                    if tokio::time::timeout(limit, rx).await.is_err() {
+                        demand.await_start = false;
+                    }
+                    retry = true;
+                }
                 Placement::QueueFull => return whisk_error(job, "Too many activations queued."),
             }
         }
@@ -337,6 +359,7 @@ impl Invoker {
                 {
                     let mut p = self.pool.lock();
                     p.cancel_cold(memory);
+                    p.started(&key, limits.concurrency);
                     p.wake_one();
                 }
                 tracing::warn!(error = %e, "cold start failed");
@@ -393,8 +416,14 @@ impl Invoker {
             out.response.status_code,
             StatusCode::Success | StatusCode::ApplicationError
         );
-        if keep && init {
-            self.pool.lock().set_max(lease.id, limits.concurrency);
+        if init {
+            // Shared from now on; activations that waited for this start place again.
+            let key = pool_key(job);
+            let mut p = self.pool.lock();
+            if keep {
+                p.set_max(lease.id, limits.concurrency);
+            }
+            p.started(&key, limits.concurrency);
         }
         let developer_error = out.response.status_code == StatusCode::DeveloperError;
         let logs = if keep {

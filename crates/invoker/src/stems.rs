@@ -195,6 +195,8 @@ mod tests {
             kind: "nodejs:20",
             memory,
             stem_ok: true,
+            concurrency: 1,
+            await_start: true,
         }
     }
 

@@ -256,3 +256,25 @@ async fn a_warm_container_that_died_while_idle_is_replaced() {
     assert_ne!(result(&second)["pid"].as_i64(), Some(pid as i64));
     f.inv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_burst_for_a_concurrent_action_shares_the_first_container() {
+    let f = invoker(|c| c.prewarm = false).await;
+    let mut a = (*echo("burst")).clone();
+    a.limits.concurrency = 8;
+    let a = Arc::new(a);
+    // Eight activations at once: the first starts a container, the other seven wait for its
+    // init and run in it, instead of starting seven more.
+    let runs = (0..8).map(|i| f.inv.run(job(&a, json!({"i": i}))));
+    let records = futures_util::future::join_all(runs).await;
+    let pids: std::collections::BTreeSet<i64> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.response.status_code, StatusCode::Success, "{r:?}");
+            result(r)["pid"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "one container for the burst: {pids:?}");
+    assert_eq!(f.inv.stats().cold_starts, 1);
+    f.inv.shutdown().await;
+}
