@@ -656,8 +656,28 @@ PY_CODE = {
 }
 
 
+MANIFEST = os.path.join(HERE, "..", "..", "model", "runtimes.json")
+COMPILED = []
+
+
+def python_argv():
+    """The command line the invoker uses: the runtime manifest's interpreter arguments and the
+    proxy byte-compiled by the interpreter (crates/invoker/src/runtime.rs)."""
+    with open(MANIFEST, encoding="utf-8") as f:
+        args = json.load(f)["runtimes"]["python"][0].get("args", [])
+    if not COMPILED:
+        d = tempfile.mkdtemp(prefix="brisk-selftest-pyc-")
+        UNPACKED.append(d)
+        out = os.path.join(d, "proxy.pyc")
+        code = "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)"
+        subprocess.run([PYTHON, "-I", "-S", "-c", code, os.path.join(HERE, "python", "proxy.py"), out], check=True)
+        COMPILED.append(out)
+    return [PYTHON] + args + [COMPILED[0]]
+
+
 def python_start():
-    return lambda: Proxy([PYTHON, os.path.join(HERE, "python", "proxy.py")])
+    argv = python_argv()
+    return lambda: Proxy(argv)
 
 
 def python_checks(n_bench):
@@ -720,6 +740,87 @@ def python_checks(n_bench):
     check("python: base64 zip code without codeDir is unpacked by the proxy", r[:2] == (200, {"b64": True}), r)
     r = one(None, {}, "main", {"main": "main", "code": base64.b64encode(b"not a zip").decode(), "binary": True})
     check("python: invalid zip -> 502 clear message", r[0] == "init" and r[1] == 502 and "zip" in r[2]["error"], r)
+
+    # Started with -S, the proxy loads `site` before any action code: the same sys.path as a
+    # normal start of the interpreter (site-packages, and whatever .pth files add).
+    normal = subprocess.run([PYTHON, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"], capture_output=True, text=True, check=True)
+    normal = json.loads(normal.stdout)
+    r = one("import sys\ndef main(args):\n    return {'path': sys.path}\n")
+    path = r[1].get("path", []) if r[0] == 200 else []
+    path = [d for d in path if d not in ("", os.path.dirname(python_argv()[-1]))]
+    check("python: sys.path of the action is that of a normal start (site-packages, .pth)", path == normal, (path, normal))
+    r = one("import builtins\ndef main(args):\n    return {'help': hasattr(builtins, 'help'), 'exit': hasattr(builtins, 'exit')}\n")
+    check("python: the builtins site adds (help, exit) exist for the action", r[:2] == (200, {"help": True, "exit": True}), r)
+    # The action runs on the interpreter's main thread, as in a script.
+    r = one("import signal, threading\ndef main(args):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    return {'main': threading.current_thread() is threading.main_thread()}\n")
+    check("python: the action runs on the main thread (signal handlers, threading.main_thread())", r[:2] == (200, {"main": True}), r)
+    r = one("import asyncio, threading\nasync def main(args):\n    await asyncio.sleep(0)\n    return {'main': threading.current_thread() is threading.main_thread()}\n")
+    check("python: async main runs under asyncio.run on the main thread", r[:2] == (200, {"main": True}), r)
+    # Results are encoded as json.dumps(result, ensure_ascii=False) would.
+    r = one("def main(args):\n    return {'s': {1, 2}}\n")
+    check("python: set in the result -> 502 with json's message", r[:2] == (502, {"error": "The action did not return a valid JSON result: Object of type set is not JSON serializable"}), r)
+    r = one("def main(args):\n    d = {}\n    d['d'] = d\n    return d\n")
+    check("python: circular result -> 502 with json's message", r[:2] == (502, {"error": "The action did not return a valid JSON result: Circular reference detected"}), r)
+    r = one("def main(args):\n    return {'nan': float('nan'), 'inf': float('-inf'), 'big': 2 ** 70, 'u': '\u00e9\\U0001F600', 'f': 1.5e300}\n")
+    check("python: NaN, infinities, big ints and non-ASCII in the result", r[0] == 200 and r[1]["big"] == 2 ** 70 and r[1]["u"] == "\u00e9\U0001F600" and r[1]["f"] == 1.5e300 and r[1]["inf"] == float("-inf") and r[1]["nan"] != r[1]["nan"], r)
+    # Request bodies are parsed as json.loads parses them.
+    p = start()
+    try:
+        p.init({"main": "main", "code": PY_ECHO})
+
+        def raw(body):
+            p.conn.request("POST", "/run", body=body, headers={"Content-Type": "application/json"})
+            resp = p.conn.getresponse()
+            data = resp.read()
+            p.drain()
+            return resp.status, json.loads(data)
+
+        text = '  {"value": {"echo": {"big": 123456789012345678901234567890, "esc": "\\u00e9\\ud83d\\ude00 \\"q\\"", "f": -0.5e-3, "c": [NaN, Infinity]}}, "activation_id": "%s"}\n' % new_id()
+        st, body = raw(text.encode("utf-8"))
+        want = json.loads(text)["value"]
+        check("python: body with big ints, escapes and constants parsed as json.loads does", st == 200 and json.dumps(body, sort_keys=True) == json.dumps(want, sort_keys=True), (st, body))
+        st, body = raw(json.dumps({"value": {"echo": "utf-16 ❄"}, "activation_id": new_id()}).encode("utf-16"))
+        check("python: UTF-16 body (detected as json.loads does)", (st, body) == (200, {"echo": "utf-16 ❄"}), (st, body))
+        for bad in (b"{nope", b'{"value": {}} x', b"", b"[1, 2", b"[" * 100000):
+            try:
+                json.loads(bad)
+                want = None
+            except (ValueError, RecursionError) as e:
+                want = "The request body is not valid JSON: %s" % e
+            st, body = raw(bad)
+            if bad == b"":
+                check("python: empty /run body -> 200 with an empty argument", st == 200, (st, body))
+            else:
+                check("python: invalid body %r -> 400 with json's message" % bad[:20], (st, body) == (400, {"error": want}), (st, body))
+    finally:
+        p.close()
+
+    # A run that writes nothing skips the sentinels and says so.
+    p = start()
+    try:
+        p.init({"main": "main", "code": "def main(args):\n    if args.get('say'):\n        print('said')\n    return {}\n"})
+        aid = new_id()
+        p.run({}, aid)
+        quiet = (p.last_logs_header, p.logs(aid, "stdout")[1], p.logs(aid, "stderr")[1])
+        aid = new_id()
+        p.run({"say": True}, aid)
+        loud = (p.last_logs_header, p.logs(aid, "stdout"), p.logs(aid, "stderr")[1])
+        check("python: a silent run answers X-Brisk-Logs: none without sentinels", quiet == ("none", False, False), quiet)
+        check("python: a run that printed answers X-Brisk-Logs: sentinels with both sentinels", loud == ("sentinels", (["said"], True), True), loud)
+    finally:
+        p.close()
+
+    # An exception that is not an Exception ends the request's connection, not the proxy.
+    p = start()
+    try:
+        p.init({"main": "main", "code": "def main(args):\n    if args.get('interrupt'):\n        raise KeyboardInterrupt()\n    return {'alive': True}\n"})
+        closed = expect_closed(lambda: p.run({"interrupt": True}))
+        p.conn.close()
+        p.conn = UnixHTTPConnection(p.sock)
+        st, body = p.run({})
+        check("python: KeyboardInterrupt from the action closes the connection; the proxy serves on", closed and (st, body) == (200, {"alive": True}), (closed, st, body))
+    finally:
+        p.close()
 
     # Runs are serialized: overlapping requests wait their turn.
     p = start()

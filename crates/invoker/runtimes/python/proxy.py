@@ -5,24 +5,113 @@ POST /init loads the user's code once, POST /run calls its entry point. It
 listens on the Unix socket named by BRISK_SOCKET (or 127.0.0.1:BRISK_PORT with
 TCP_NODELAY for manual testing).
 
-Runs are serialized. Every line written to sys.stdout/sys.stderr while a run
+Runs are serialized: one thread serves every connection and runs the action, so
+the action runs on the interpreter's main thread (signals, asyncio and threading
+behave as in a script). Every line written to sys.stdout/sys.stderr while a run
 (or init) is active is tagged "\\x01<activation id>\\x02"; a run ends with the
-tagged sentinel on both streams, written before the HTTP response.
+tagged sentinel on both streams, written before the HTTP response; a run that
+wrote nothing skips the sentinels and answers with "X-Brisk-Logs: none".
+
+Start-up is on the cold-start path. The proxy is made to run as `python3 -I -S`
+from its byte-compiled form (no `site` and no compiling before it listens), and
+imports only built-in modules until its socket listens (not the json, socket or
+threading packages: `json` alone imports `re`, which costs more than the rest of
+the start). Then, before it serves the first request, it does what every action
+needs: `os`, the JSON codec, `site` when started without it (site-packages and
+.pth files, as a normal start) and the compiler's first-use set-up. A stem cell
+does that while it waits in the pool; a cold start overlaps it with the
+invoker's connect and request.
 
 Standard library only.
 """
 
+import _socket
+import _thread
 import io
-import json
-import os
-import socket
+import posix
+import select
 import sys
-import threading
-import types
+
+os = None  # imported by _warm_up(), once the socket listens
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 NOT_A_DICTIONARY = "The action did not return a dictionary or array."
 MODULE_NAME = "main__"
+ModuleType = type(sys)
+
+
+async def _coroutine():
+    pass
+
+
+_probe = _coroutine()
+CoroutineType = type(_probe)
+_probe.close()
+del _probe
+
+
+# ---------------------------------------------------------------------------
+# JSON through the C codec of the json package, without importing the package (it imports
+# `re`, which costs more than the rest of the proxy's start). Anything the fast path does not
+# accept goes to `json` itself, so results and error messages are the standard library's.
+# ---------------------------------------------------------------------------
+
+
+class _Decoding:
+    """The settings `_json.make_scanner` reads: those of `json.loads` without arguments."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    _constants = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+    parse_constant = _constants.__getitem__
+
+
+_scan = None
+_make_encoder = _encode_str = None
+
+
+def _init_json():
+    global _scan, _make_encoder, _encode_str
+    try:
+        from _json import encode_basestring as _encode_str
+        from _json import make_encoder as _make_encoder
+        from _json import make_scanner
+    except ImportError:  # an interpreter without the C accelerator: the json package does it all
+        return
+    _scan = make_scanner(_Decoding())
+
+
+def _loads(raw):
+    """`json.loads(raw)`."""
+    if _scan is not None:
+        try:
+            text = raw.decode("utf-8").strip(" \t\n\r")
+            value, end = _scan(text, 0)
+            if end == len(text):
+                return value
+        except (UnicodeDecodeError, ValueError, StopIteration):
+            pass
+    import json
+
+    return json.loads(raw)
+
+
+def _not_serializable(o):
+    raise TypeError("Object of type %s is not JSON serializable" % o.__class__.__name__)
+
+
+def _dumps(value):
+    """`json.dumps(value, ensure_ascii=False)`."""
+    if _scan is None:
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    # A new encoder per call: its circular-reference markers must start empty.
+    encode = _make_encoder({}, _not_serializable, _encode_str, None, ": ", ", ", False, False, True)
+    return "".join(encode(value, 0))
 
 
 # ---------------------------------------------------------------------------
@@ -34,7 +123,7 @@ def _write_all(fd, data):
     view = memoryview(data)
     while view:
         try:
-            n = os.write(fd, view)
+            n = posix.write(fd, view)
         except InterruptedError:
             continue
         except OSError:
@@ -71,10 +160,11 @@ class TaggingWriter(io.TextIOBase):
         self._line_fd = fd if line_fd is None else line_fd
         self._line_sep = line_sep
         self._name = name
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._partial = ""
         self.tag = b""
         self.active = False
+        self.wrote = False  # anything written since begin()
         self.buffer = _BinaryView(self)
 
     @property
@@ -106,6 +196,8 @@ class TaggingWriter(io.TextIOBase):
                 if s:
                     _write_all(self._fd, s.encode("utf-8", errors="replace"))
                 return len(s)
+            if s:
+                self.wrote = True
             text = self._partial + s
             nl = text.rfind("\n")
             if nl < 0:
@@ -131,6 +223,7 @@ class TaggingWriter(io.TextIOBase):
         with self._lock:
             self.tag = tag
             self.active = True
+            self.wrote = False
 
     def flush_partial(self):
         """Emits the unterminated last line, if any."""
@@ -177,9 +270,10 @@ class InitError(Exception):
 
 class Action:
     def __init__(self):
-        self.lock = threading.Lock()
         self.initialized = False
         self.main = None
+        # The activation whose run must end with sentinels because /init printed on its behalf.
+        self.init_logs_owed_to = None
 
 
 ACTION = Action()
@@ -222,7 +316,7 @@ def _load_code_dir(code_dir, main_name):
 def _load_plain(code, main_name):
     filename = os.path.join(os.getcwd(), "__main__.py")
     compiled = compile(code, filename, "exec")
-    module = types.ModuleType(MODULE_NAME)
+    module = ModuleType(MODULE_NAME)
     module.__file__ = filename
     sys.modules[MODULE_NAME] = module
     exec(compiled, module.__dict__)
@@ -270,7 +364,7 @@ def do_init(msg):
             if v is None:
                 v = ""
             elif not isinstance(v, str):
-                v = json.dumps(v, ensure_ascii=False)
+                v = _dumps(v)
             os.environ[str(k)] = v
         activation_id = env.get("__OW_ACTIVATION_ID")
     else:
@@ -298,6 +392,8 @@ def do_init(msg):
         traceback.print_exc()
         reason = "".join(traceback.format_exception_only(type(e), e)).strip()
     else:
+        if (OUT.wrote or ERR.wrote) and OUT.tag:
+            ACTION.init_logs_owed_to = activation_id
         _end_logs(False)
         ACTION.main = fn
         ACTION.initialized = True
@@ -346,7 +442,7 @@ def do_run(msg):
     status = 200
     try:
         result = ACTION.main(args)
-        if isinstance(result, types.CoroutineType):
+        if isinstance(result, CoroutineType):
             import asyncio
 
             result = asyncio.run(result)
@@ -362,15 +458,21 @@ def do_run(msg):
 
     if isinstance(result, (dict, list)):
         try:
-            body = json.dumps(result, ensure_ascii=False).encode("utf-8")
+            body = _dumps(result).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as e:
             status = 502
-            body = json.dumps({"error": "The action did not return a valid JSON result: %s" % e}).encode()
+            body = _dumps({"error": "The action did not return a valid JSON result: %s" % e}).encode()
     else:
         status = 502
-        body = json.dumps({"error": NOT_A_DICTIONARY}).encode()
-    _end_logs(True)
-    return status, body
+        body = _dumps({"error": NOT_A_DICTIONARY}).encode()
+    # A run that wrote nothing needs no sentinels: the response says so and the invoker does not
+    # wait for them (two pipe writes and reads fewer per invoke).
+    owed = ACTION.init_logs_owed_to is not None and activation_id == ACTION.init_logs_owed_to
+    if owed:
+        ACTION.init_logs_owed_to = None
+    quiet = not (OUT.wrote or ERR.wrote) and bool(OUT.tag) and not owed
+    _end_logs(not quiet)
+    return status, body, "none" if quiet else "sentinels"
 
 
 # ---------------------------------------------------------------------------
@@ -380,43 +482,99 @@ def do_run(msg):
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway"}
 
 
-def _reply(conn, status, payload, close):
-    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (
+def _reply(conn, status, payload, logs=None, close=False):
+    body = payload if isinstance(payload, bytes) else _dumps(payload).encode("utf-8")
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         REASONS.get(status, "Unknown"),
         len(body),
+        "X-Brisk-Logs: %s\r\n" % logs if logs else "",
         "Connection: close\r\n" if close else "",
     )
     conn.sendall(head.encode("ascii") + body)
 
 
-def _read_body(rfile, headers):
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        parts = []
+class Connection:
+    """One client connection and the bytes read from it but not consumed yet."""
+
+    __slots__ = ("sock", "buf", "pos")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.pos = 0
+
+    def pending(self):
+        return self.pos < len(self.buf)
+
+    def readline(self, limit=65537):
+        """The next line with its newline (b"" at end of stream); ValueError past `limit`."""
+        buf, pos = self.buf, self.pos
         while True:
-            line = rfile.readline(65537)
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            parts.append(rfile.read(size))
-            rfile.readline(65537)
-    length = int(headers.get(b"content-length") or 0)
-    return rfile.read(length) if length > 0 else b""
+            nl = buf.find(b"\n", pos)
+            if nl >= 0:
+                self.pos = nl + 1
+                return buf[pos : nl + 1]
+            if len(buf) - pos >= limit:
+                raise ValueError("line too long")
+            data = self.sock.recv(65536)
+            buf = buf[pos:] + data
+            pos = 0
+            self.buf, self.pos = buf, 0
+            if not data:
+                self.buf = b""
+                return buf
+
+    def read(self, n):
+        """Exactly `n` bytes; ValueError when the stream ends before."""
+        end = self.pos + n
+        if end <= len(self.buf):
+            data = self.buf[self.pos : end]
+            self.pos = end
+            return data
+        parts = [self.buf[self.pos :]]
+        missing = n - len(parts[0])
+        self.buf, self.pos = b"", 0
+        while missing > 0:
+            data = self.sock.recv(min(missing, 1 << 20))
+            if not data:
+                raise ValueError("truncated body")
+            parts.append(data)
+            missing -= len(data)
+        return b"".join(parts)
+
+    def read_body(self, headers):
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            parts = []
+            while True:
+                line = self.readline()
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.read(size))
+                self.readline()
+        length = int(headers.get(b"content-length") or 0)
+        return self.read(length) if length > 0 else b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 def _dispatch(method, path, raw):
+    """(status, payload) or, for a /run, (status, payload, X-Brisk-Logs value)."""
     if method != b"POST" or path not in (b"/init", b"/run"):
         return 404, {"error": "Not found."}
     try:
-        msg = json.loads(raw) if raw else {}
-    except ValueError as e:
+        msg = _loads(raw) if raw else {}
+    except (ValueError, RecursionError) as e:
         return 400, {"error": "The request body is not valid JSON: %s" % e}
     try:
-        with ACTION.lock:
-            return do_run(msg) if path == b"/run" else do_init(msg)
+        return do_run(msg) if path == b"/run" else do_init(msg)
     except Exception as e:  # a bug in the proxy itself
         import traceback
 
@@ -424,77 +582,112 @@ def _dispatch(method, path, raw):
         return 500, {"error": "Internal proxy error: %s" % e}
 
 
-def _serve_connection(conn, tcp):
-    """HTTP/1.1 with keep-alive on one connection. A small hand-written server: the standard
-    library's http.server pulls in email, http.client and ssl, which would double the start-up
-    time and the memory of every container."""
-    if tcp:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    rfile = conn.makefile("rb", buffering=65536)
+def _serve(conn):
+    """Serves the requests buffered on a readable connection, reading each whole (the invoker
+    writes a request at once). Returns False once the connection is done."""
     try:
         while True:
-            line = rfile.readline(65537)
+            line = conn.readline()
             if not line:
-                return
+                return False
             parts = line.split()
             if not parts:
-                continue
+                if conn.pending():
+                    continue
+                return True
             if len(parts) != 3:
-                _reply(conn, 400, {"error": "Malformed request line."}, True)
-                return
+                _reply(conn.sock, 400, {"error": "Malformed request line."}, close=True)
+                return False
             method, path, version = parts
             headers = {}
             while True:
-                h = rfile.readline(65537)
+                h = conn.readline()
                 if h in (b"\r\n", b"\n", b""):
                     break
                 k, _, v = h.partition(b":")
                 headers[k.strip().lower()] = v.strip()
             close = headers.get(b"connection", b"").lower() == b"close" or version == b"HTTP/1.0"
             try:
-                raw = _read_body(rfile, headers)
+                raw = conn.read_body(headers)
             except (ValueError, OSError):
-                _reply(conn, 400, {"error": "Malformed request body."}, True)
-                return
-            status, payload = _dispatch(method, path.split(b"?", 1)[0], raw)
-            _reply(conn, status, payload, close)
+                _reply(conn.sock, 400, {"error": "Malformed request body."}, close=True)
+                return False
+            _reply(conn.sock, *_dispatch(method, path.split(b"?", 1)[0], raw), close=close)
             if close:
-                return
+                return False
+            if not conn.pending():
+                return True
     except (OSError, ValueError):
-        return
-    finally:
+        return False
+    except BaseException:  # e.g. KeyboardInterrupt raised in the action: this connection ends
+        import traceback
+
+        _write_all(2, ("brisk proxy: %s\n" % traceback.format_exc()).encode())
+        return False
+
+
+def _listen():
+    """The listening socket (Unix at BRISK_SOCKET, else TCP on 127.0.0.1:BRISK_PORT)."""
+    sock_path = posix.environ.get(b"BRISK_SOCKET")
+    if sock_path:
         try:
-            rfile.close()
-            conn.close()
-        except OSError:
+            posix.unlink(sock_path)
+        except FileNotFoundError:
             pass
+        server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        server.bind(sock_path)
+    else:
+        port = int(posix.environ.get(b"BRISK_PORT") or b"8080")
+        server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        server.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+    server.listen(128)
+    return server
+
+
+def _warm_up():
+    """What every action needs before its code loads, done once the socket listens."""
+    global os
+    import os
+
+    _init_json()
+    if sys.flags.no_site:
+        # Started with -S: site-packages and .pth files now, as a normal start would have.
+        import site
+
+        site.main()
+    # The first compile() builds the interpreter's AST types (~1 ms); not in the first /init.
+    compile("", "<warm-up>", "exec")
 
 
 def main():
     sys.stdout = OUT
     sys.stderr = ERR
-    sock_path = os.environ.get("BRISK_SOCKET")
-    if sock_path:
-        try:
-            os.unlink(sock_path)
-        except FileNotFoundError:
-            pass
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(sock_path)
-        tcp = False
-    else:
-        port = int(os.environ.get("BRISK_PORT") or "8080")
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", port))
-        tcp = True
-    server.listen(128)
+    server = _listen()
+    tcp = server.family == _socket.AF_INET
+    _warm_up()
+    listen_fd = server.fileno()
+    conns = {}
+    poller = select.poll()
+    poller.register(listen_fd, select.POLLIN)
     while True:
-        try:
-            conn, _ = server.accept()
-        except InterruptedError:
-            continue
-        threading.Thread(target=_serve_connection, args=(conn, tcp), daemon=True).start()
+        for fd, _ in poller.poll():
+            if fd == listen_fd:
+                try:
+                    cfd, _ = server._accept()
+                except OSError:
+                    continue
+                sock = _socket.socket(server.family, _socket.SOCK_STREAM, 0, cfd)
+                if tcp:
+                    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                conns[cfd] = Connection(sock)
+                poller.register(cfd, select.POLLIN)
+            else:
+                conn = conns.get(fd)
+                if conn is not None and not _serve(conn):
+                    poller.unregister(fd)
+                    del conns[fd]
+                    conn.close()
 
 
 if __name__ == "__main__":
