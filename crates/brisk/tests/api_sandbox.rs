@@ -247,3 +247,59 @@ fn a_stopped_server_leaves_no_sandbox_behind() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(dir.as_ref()), "leftover mounts");
 }
+
+/// `(pid, ppid)` of every process.
+fn processes() -> Vec<(u32, u32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat[stat.rfind(')')? + 2..]
+                .split(' ')
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// A `kB` field of `/proc/<pid>/smaps_rollup`.
+fn rollup_kb(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn container_wrappers_stay_small() {
+    let Some(b) = sandboxed(&["--prewarm", "false"]) else {
+        return;
+    };
+    py(&b, "small", "    return {}\n");
+    assert_eq!(b.invoke_result("small", json!({})).status, 200);
+    // Each container's launcher (a child of the server) and the sandbox's init under it are
+    // this binary, waiting for the container's whole life.
+    let all = processes();
+    let children = |of: u32| all.iter().filter(move |(_, pp)| *pp == of).map(|(p, _)| *p);
+    let launchers: Vec<u32> = children(b.pid())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__sandbox-exec"))
+        })
+        .collect();
+    assert_eq!(launchers.len(), 1, "one container, one launcher");
+    let inits: Vec<u32> = launchers.iter().flat_map(|l| children(*l)).collect();
+    assert_eq!(inits.len(), 1, "the launcher's child is the sandbox's init");
+    for pid in launchers.into_iter().chain(inits) {
+        // mimalloc would back their few kilobytes of heap with two 2 MB huge pages.
+        assert_eq!(rollup_kb(pid, "AnonHugePages:"), 0, "process {pid}");
+        let anon = rollup_kb(pid, "Pss_Anon:");
+        assert!(anon < 1024, "process {pid}: {anon} kB of anonymous memory");
+    }
+}

@@ -52,6 +52,8 @@ pub struct ContainerSpec {
     pub kind: String,
     /// Resolved interpreter binary.
     pub interpreter: PathBuf,
+    /// Options given to the interpreter before the proxy script (the manifest's `args`).
+    pub args: Vec<String>,
     /// Proxy script run by the interpreter.
     pub proxy: PathBuf,
     /// Memory limit in MB (enforced by sandboxing backends).

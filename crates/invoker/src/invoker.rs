@@ -216,6 +216,7 @@ impl Invoker {
             name,
             kind: kind.to_owned(),
             interpreter,
+            args: rt.args.clone(),
             proxy,
             memory_mb,
             allow_concurrent,

@@ -41,7 +41,8 @@ impl ContainerFactory for ProcessFactory {
             .await
             .map_err(|e| Error::io("create container dir", &spec.dir, e))?;
         let mut cmd = Command::new(&spec.interpreter);
-        cmd.arg(&spec.proxy)
+        cmd.args(&spec.args)
+            .arg(&spec.proxy)
             .current_dir(&spec.dir)
             .env_clear()
             .env("PATH", BASE_PATH)

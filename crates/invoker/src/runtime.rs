@@ -9,7 +9,10 @@ use brisk_model::runtimes::BLACKBOX;
 /// A kind ready to start containers, or the reason it cannot.
 #[derive(Debug, Clone)]
 pub struct ResolvedRuntime {
+    /// Interpreter and proxy script.
     pub launch: Result<(PathBuf, PathBuf), String>,
+    /// Interpreter options from the manifest, given before the proxy script.
+    pub args: Vec<String>,
 }
 
 /// Every kind of the manifest plus `blackbox` (the native proxy).
@@ -25,13 +28,18 @@ impl Runtimes {
         for k in manifest.kinds() {
             by_kind.insert(
                 k.kind.clone(),
-                resolve_one(&k.interpreter, &k.proxy, runtimes_dir),
+                resolve_one(&k.interpreter, &k.args, &k.proxy, runtimes_dir),
             );
         }
         let native = &manifest.native;
         by_kind.insert(
             BLACKBOX.to_owned(),
-            resolve_one(&native.interpreter, &native.proxy, runtimes_dir),
+            resolve_one(
+                &native.interpreter,
+                &native.args,
+                &native.proxy,
+                runtimes_dir,
+            ),
         );
         Self { by_kind }
     }
@@ -41,7 +49,7 @@ impl Runtimes {
     }
 }
 
-fn resolve_one(candidates: &[String], proxy: &str, dir: &Path) -> ResolvedRuntime {
+fn resolve_one(candidates: &[String], args: &[String], proxy: &str, dir: &Path) -> ResolvedRuntime {
     let launch = find_interpreter(candidates)
         .ok_or_else(|| {
             let name = candidates
@@ -62,7 +70,10 @@ fn resolve_one(candidates: &[String], proxy: &str, dir: &Path) -> ResolvedRuntim
                 )
             })
         });
-    ResolvedRuntime { launch }
+    ResolvedRuntime {
+        launch,
+        args: args.to_vec(),
+    }
 }
 
 /// First candidate that exists; bare names are searched on `PATH`.
@@ -101,6 +112,7 @@ mod tests {
     fn missing_interpreter_is_named() {
         let r = resolve_one(
             &["nodexyz".into(), "/nope/nodexyz".into()],
+            &[],
             "node",
             Path::new("/nonexistent"),
         );
@@ -108,6 +120,23 @@ mod tests {
             r.launch.unwrap_err(),
             "no `nodexyz` interpreter found (tried nodexyz, /nope/nodexyz)"
         );
+    }
+
+    #[test]
+    fn manifest_args_are_kept_per_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("node")).unwrap();
+        std::fs::write(dir.path().join("node/proxy.js"), "").unwrap();
+        let mut m = RuntimeManifest::builtin();
+        for k in m.runtimes.values_mut().flatten() {
+            k.interpreter = vec!["/bin/sh".into()];
+            k.args = vec![format!("--for={}", k.kind)];
+        }
+        let r = Runtimes::resolve(&m, dir.path());
+        let node = r.get("nodejs:20").unwrap();
+        assert_eq!(node.args, ["--for=nodejs:20"]);
+        assert!(node.launch.is_ok());
+        assert!(r.get(BLACKBOX).unwrap().args.is_empty());
     }
 
     #[test]

@@ -332,3 +332,41 @@ async fn a_missing_interpreter_is_a_whisk_error_naming_it() {
     );
     f.inv.shutdown().await;
 }
+
+#[tokio::test]
+async fn manifest_args_reach_the_interpreter_before_the_proxy() {
+    let mut manifest = brisk_model::RuntimeManifest::builtin();
+    for k in manifest.runtimes.values_mut().flatten() {
+        if k.kind == "python:3.11" {
+            k.args = vec!["-X".into(), "brisk_probe=from-manifest".into()];
+        }
+    }
+    let f = invoker_with(manifest, |_| {}).await;
+    let a = Arc::new(action(
+        "probe",
+        python(
+            "import sys\ndef main(args):\n    return {'x': sys._xoptions.get('brisk_probe'), 'script': sys.argv[0].endswith('proxy.py')}\n",
+        ),
+    ));
+    let act = f.inv.run(job(&a, json!({}))).await;
+    assert_eq!(
+        result(&act),
+        json!({"x": "from-manifest", "script": true}),
+        "{act:?}"
+    );
+    f.inv.shutdown().await;
+
+    // The built-in manifest keeps Node's V8 thread pool to one worker.
+    let f = invoker(|_| {}).await;
+    let a = Arc::new(action(
+        "argv",
+        node("function main() { return {argv: process.execArgv}; }"),
+    ));
+    let act = f.inv.run(job(&a, json!({}))).await;
+    assert_eq!(
+        result(&act),
+        json!({"argv": ["--v8-pool-size=1"]}),
+        "{act:?}"
+    );
+    f.inv.shutdown().await;
+}

@@ -109,6 +109,9 @@ pub struct RuntimeKind {
     pub proxy: String,
     /// Interpreter candidates, first that exists wins.
     pub interpreter: Vec<String>,
+    /// Options given to the interpreter before the proxy script (`node <args> proxy.js`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     #[serde(default)]
     pub stem_cells: Vec<StemCell>,
 }
@@ -117,6 +120,9 @@ pub struct RuntimeKind {
 pub struct NativeRuntime {
     pub proxy: String,
     pub interpreter: Vec<String>,
+    /// Options given to the interpreter before the proxy script.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,5 +244,21 @@ mod tests {
         assert!(!m.is_native_image("me/mine"));
         assert_eq!(parse_size_mb("256 MB"), Some(256));
         assert_eq!(parse_size_mb("1GB"), Some(1024));
+    }
+
+    #[test]
+    fn interpreter_args_are_optional() {
+        let m = RuntimeManifest::builtin();
+        // Node's thread pool is kept to one worker: fewer threads to freeze and thaw.
+        assert_eq!(m.find("nodejs:20").unwrap().args, ["--v8-pool-size=1"]);
+        assert!(m.find("python:3.11").unwrap().args.is_empty());
+        let m = RuntimeManifest::parse(
+            r#"{"runtimes": {"x": [{"kind": "x:1", "image": {"name": "i"}, "proxy": "node",
+                 "interpreter": ["node"], "args": ["--a", "-b"]}]},
+                "native": {"proxy": "native", "interpreter": ["sh"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.find("x:1").unwrap().args, ["--a", "-b"]);
+        assert!(m.native.args.is_empty());
     }
 }

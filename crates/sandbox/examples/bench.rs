@@ -49,6 +49,7 @@ fn spec(
         dir: root.join("run").join(name),
         kind: "bench".into(),
         interpreter: interpreter.into(),
+        args: Vec::new(),
         proxy,
         memory_mb,
         allow_concurrent: false,

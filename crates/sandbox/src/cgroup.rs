@@ -5,9 +5,11 @@
 //! `<hierarchy>/brisk/<instance>`, so start-up cleanup and shutdown can find all of them (and
 //! nothing else) by walking that directory.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::shares_to_weight;
@@ -99,9 +101,10 @@ impl Hierarchy {
             .into_iter()
             .map(|d| d.join(name))
             .collect();
-        let cg = Cgroup {
+        let mut cg = Cgroup {
             hierarchy: self.clone(),
             dirs,
+            freezer: None,
         };
         for d in &cg.dirs {
             if let Err(e) = mkdir(d) {
@@ -119,6 +122,14 @@ impl Hierarchy {
         if let Err(e) = cg.set_limits(limits) {
             cg.remove();
             return Err(e);
+        }
+        let control = cg.freezer_files().0;
+        match fs::OpenOptions::new().write(true).open(&control) {
+            Ok(f) => cg.freezer = Some(Arc::new(f)),
+            Err(e) => {
+                cg.remove();
+                return Err(Error::io("open", &control, e));
+            }
         }
         Ok(cg)
     }
@@ -145,6 +156,7 @@ impl Hierarchy {
                     .map(|d| d.join(name))
                     .filter(|d| d.exists())
                     .collect(),
+                freezer: None,
             };
             cg.kill_all();
             cg.remove();
@@ -169,6 +181,9 @@ impl Hierarchy {
 pub struct Cgroup {
     hierarchy: Hierarchy,
     dirs: Vec<PathBuf>,
+    /// The freezer's control file, opened once: resume is on the request path, and an open
+    /// (a path walk through cgroupfs) plus close costs more than the write itself.
+    freezer: Option<Arc<File>>,
 }
 
 impl Cgroup {
@@ -236,30 +251,13 @@ impl Cgroup {
 
     /// Freezes every process and waits until the kernel reports the cgroup frozen.
     pub fn freeze(&self) -> Result<()> {
-        self.set_frozen(true)
-    }
-
-    /// Thaws the cgroup.
-    pub fn thaw(&self) -> Result<()> {
-        self.set_frozen(false)
-    }
-
-    fn set_frozen(&self, frozen: bool) -> Result<()> {
-        let (file, value, state, want) = match &self.hierarchy {
-            Hierarchy::V1 { .. } => {
-                let f = self.dir("freezer").join("freezer.state");
-                let v = if frozen { "FROZEN" } else { "THAWED" };
-                (f.clone(), v, f, v)
-            }
-            Hierarchy::V2 { .. } => (
-                self.dirs[0].join("cgroup.freeze"),
-                if frozen { "1" } else { "0" },
-                self.dirs[0].join("cgroup.events"),
-                if frozen { "frozen 1" } else { "frozen 0" },
-            ),
+        let (control, state) = self.freezer_files();
+        let (value, want) = match self.hierarchy {
+            Hierarchy::V1 { .. } => ("FROZEN", "FROZEN"),
+            Hierarchy::V2 { .. } => ("1", "frozen 1"),
         };
         let done = |s: &str| s.lines().any(|l| l.trim() == want);
-        write(&file, value)?;
+        self.write_freezer(&control, value)?;
         // The write returns once freezing started; running tasks stop at their next kernel
         // exit (microseconds), tasks in uninterruptible sleep can take longer. Spin on the
         // state first, then poll with short sleeps, re-writing as the v1 documentation asks.
@@ -281,10 +279,55 @@ impl Cgroup {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(Duration::from_micros(50));
-                write(&file, value)?;
+                self.write_freezer(&control, value)?;
             }
         }
         Ok(())
+    }
+
+    /// Thaws the cgroup: one write. Unlike freezing, thawing completes within the write on
+    /// both versions (v1 thaws every task and sets `THAWED` before the write returns; v2
+    /// wakes every task and clears `frozen` in `cgroup.events`), so there is nothing to wait
+    /// for — resume is on the request path.
+    pub fn thaw(&self) -> Result<()> {
+        let (control, _) = self.freezer_files();
+        let value = match self.hierarchy {
+            Hierarchy::V1 { .. } => "THAWED",
+            Hierarchy::V2 { .. } => "0",
+        };
+        self.write_freezer(&control, value)
+    }
+
+    /// The file written to freeze or thaw, and the file reporting the state.
+    fn freezer_files(&self) -> (PathBuf, PathBuf) {
+        match &self.hierarchy {
+            Hierarchy::V1 { .. } => {
+                let f = self.dir("freezer").join("freezer.state");
+                (f.clone(), f)
+            }
+            Hierarchy::V2 { .. } => (
+                self.dirs[0].join("cgroup.freeze"),
+                self.dirs[0].join("cgroup.events"),
+            ),
+        }
+    }
+
+    /// Writes the freezer's control file, through the descriptor opened at creation when
+    /// there is one (each `write` to a cgroup file is a separate command; the offset is
+    /// ignored).
+    fn write_freezer(&self, control: &Path, value: &str) -> Result<()> {
+        let Some(file) = &self.freezer else {
+            return write(control, value);
+        };
+        match file.write_at(value.as_bytes(), 0) {
+            Ok(n) if n == value.len() => Ok(()),
+            Ok(_) => Err(Error::io(
+                "write cgroup file",
+                control,
+                std::io::Error::from(ErrorKind::WriteZero),
+            )),
+            Err(e) => Err(Error::io("write cgroup file", control, e)),
+        }
     }
 
     /// How many times the kernel's OOM killer killed a process of this cgroup.
@@ -442,6 +485,7 @@ mod tests {
         let cg = Cgroup {
             hierarchy: Hierarchy::V2 { root: root.into() },
             dirs: vec![dir.clone()],
+            freezer: None,
         };
         cg.freeze().unwrap();
         let events = fs::read_to_string(dir.join("cgroup.events")).unwrap();
@@ -449,6 +493,66 @@ mod tests {
         cg.thaw().unwrap();
         let events = fs::read_to_string(dir.join("cgroup.events")).unwrap();
         assert!(events.contains("frozen 0"), "{events}");
+        cg.kill_all();
+        child.wait().unwrap();
+        assert!(cg.wait_empty(Duration::from_secs(5)));
+        cg.remove();
+        assert!(!dir.exists());
+    }
+
+    /// The v1 freezer through the descriptor opened at creation: a thaw is complete when its
+    /// write returns (resume does not poll), and a frozen task really stops.
+    #[test]
+    fn v1_thaw_completes_within_the_write() {
+        let base = Path::new("/sys/fs/cgroup/freezer");
+        if !base.join("cgroup.procs").exists() {
+            eprintln!("SKIP: no cgroup v1 freezer");
+            return;
+        }
+        let dir = base.join(format!("brisk-unit-v1-{}", std::process::id()));
+        fs::create_dir(&dir).unwrap();
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let control = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("freezer.state"))
+            .unwrap();
+        let cg = Cgroup {
+            hierarchy: Hierarchy::V1 {
+                root: ROOT.into(),
+                memsw: false,
+            },
+            dirs: vec![dir.clone()],
+            freezer: Some(Arc::new(control)),
+        };
+        let state = || fs::read_to_string(dir.join("freezer.state")).unwrap();
+        let ticks = || {
+            let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        };
+        for _ in 0..20 {
+            cg.freeze().unwrap();
+            assert_eq!(state().trim(), "FROZEN");
+            cg.thaw().unwrap();
+            assert_eq!(state().trim(), "THAWED");
+        }
+        cg.freeze().unwrap();
+        let before = ticks();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ticks(), before, "a frozen task used CPU");
+        cg.thaw().unwrap();
+        let start = Instant::now();
+        while ticks() == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the thawed task never ran"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         cg.kill_all();
         child.wait().unwrap();
         assert!(cg.wait_empty(Duration::from_secs(5)));

@@ -293,3 +293,23 @@ async fn many_sandboxes_start_in_parallel() {
     f.factory.shutdown().await;
     assert_eq!(std::fs::read_dir(f.run_dir()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn interpreter_args_come_before_the_script() {
+    let f = fixture("args");
+    let mut spec = f.spec(
+        "c1",
+        PYTHON,
+        "import sys\nprint('nosite=%d' % sys.flags.no_site)\nprint('x=%s' % sys._xoptions.get('brisk'))\n",
+        64,
+    );
+    spec.args = vec!["-S".into(), "-X".into(), "brisk=yes".into()];
+    let (c, out) = f.factory.create_sandbox(&spec).await.unwrap();
+    let (stdout, stderr) = read_all(out);
+    assert_eq!(c.wait().await, Some(0));
+    let (stdout, stderr) = (stdout.await.unwrap(), stderr.await.unwrap());
+    assert!(stdout.contains("nosite=1\n"), "{stdout}{stderr}");
+    assert!(stdout.contains("x=yes\n"), "{stdout}{stderr}");
+    c.destroy().await;
+    f.factory.shutdown().await;
+}

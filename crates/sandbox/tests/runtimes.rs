@@ -77,6 +77,7 @@ async fn init_and_run(f: &Fixture, kind: &str, interpreter: &str, proxy: &str, c
         dir: f.run_dir().join(kind),
         kind: kind.to_owned(),
         interpreter: PathBuf::from(interpreter),
+        args: Vec::new(),
         proxy: runtimes_dir().join(proxy),
         memory_mb: 256,
         allow_concurrent: false,

@@ -61,6 +61,7 @@ impl Fixture {
             dir: self.run_dir().join(name),
             kind: "test".into(),
             interpreter: PathBuf::from(interpreter),
+            args: Vec::new(),
             proxy: file,
             memory_mb,
             allow_concurrent: false,
