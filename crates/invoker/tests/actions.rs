@@ -345,7 +345,7 @@ async fn manifest_args_reach_the_interpreter_before_the_proxy() {
     let a = Arc::new(action(
         "probe",
         python(
-            "import sys\ndef main(args):\n    return {'x': sys._xoptions.get('brisk_probe'), 'script': sys.argv[0].endswith('proxy.py')}\n",
+            "import sys\ndef main(args):\n    return {'x': sys._xoptions.get('brisk_probe'), 'script': sys.argv[0].endswith(('proxy.py', '.pyc'))}\n",
         ),
     ));
     let act = f.inv.run(job(&a, json!({}))).await;

@@ -251,7 +251,8 @@ mod tests {
         let m = RuntimeManifest::builtin();
         // Node's thread pool is kept to one worker: fewer threads to freeze and thaw.
         assert_eq!(m.find("nodejs:20").unwrap().args, ["--v8-pool-size=1"]);
-        assert!(m.find("python:3.11").unwrap().args.is_empty());
+        // Python starts isolated and without `site`; the proxy loads `site` once it listens.
+        assert_eq!(m.find("python:3.11").unwrap().args, ["-I", "-S"]);
         let m = RuntimeManifest::parse(
             r#"{"runtimes": {"x": [{"kind": "x:1", "image": {"name": "i"}, "proxy": "node",
                  "interpreter": ["node"], "args": ["--a", "-b"]}]},

@@ -125,8 +125,9 @@ async fn actions_of_every_runtime_run_in_sandboxes() {
         ),
         code(
             "python:3.11",
-            "import os\ndef main(args):\n    return {'greeting': 'hello ' + args['name'], \
-             'uid': os.getuid(), 'pid': os.getpid()}\n",
+            "import os, site, sys\ndef main(args):\n    return {'greeting': 'hello ' + args['name'], \
+             'uid': os.getuid(), 'pid': os.getpid(), 'missingSite': [d for d in \
+             site.getsitepackages() if os.path.isdir(d) and d not in sys.path]}\n",
             false,
         ),
         Exec::Blackbox {
@@ -152,6 +153,11 @@ async fn actions_of_every_runtime_run_in_sandboxes() {
             r["pid"].as_u64().unwrap() < 10,
             "{kind}: own pid namespace: {r}"
         );
+        if kind.starts_with("python") {
+            // Started with -S, the proxy still puts the site-packages the sandbox can see on
+            // sys.path (it loads `site` before the action's code).
+            assert_eq!(r["missingSite"], json!([]), "{kind}: {r}");
+        }
     }
 
     // Zipped code is unpacked by the invoker into the private directory, read-only inside.
