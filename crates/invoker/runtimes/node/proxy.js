@@ -550,10 +550,11 @@ function onRequest(req, res) {
 }
 
 const server = http.createServer(
-  { requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 24 * 3600 * 1000 },
+  { requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 },
   onRequest,
 );
-server.keepAliveTimeout = 24 * 3600 * 1000;
+// 0: no keep-alive timer at all (a long one would still be re-armed after every response).
+server.keepAliveTimeout = 0;
 server.timeout = 0;
 server.on('connection', (s) => s.setNoDelay(true));
 server.on('clientError', (err, socket) => {
