@@ -273,10 +273,9 @@ impl Invoker {
                         slot: handle,
                         armed: true,
                     };
-                    // A container that just ran is checked by its next exchange (a dead
-                    // proxy refuses the connection, and the activation is placed again); one
-                    // that sat paused is checked here, before the resume.
-                    if resume && lease.slot.container.has_exited() {
+                    // A dead container must not get the run: its failure could not be told
+                    // apart from the action's own crash, and the run could not move on.
+                    if lease.slot.container.has_exited() {
                         tracing::warn!("warm container died while idle; trying another");
                         lease.give_back(false);
                         continue;
