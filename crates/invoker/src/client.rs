@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -128,6 +128,10 @@ impl ProxyClient {
     }
 }
 
+fn closed() -> std::io::Error {
+    std::io::Error::new(ErrorKind::UnexpectedEof, "the proxy closed the connection")
+}
+
 fn bad(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(ErrorKind::InvalidData, msg.into())
 }
@@ -140,16 +144,10 @@ impl Conn {
         }
     }
 
-    /// Reads more into the buffer; end of stream is an error (a response was due).
-    async fn fill(&mut self) -> std::io::Result<()> {
+    /// Reads more into the buffer; `false` at the end of the stream.
+    async fn read_more(&mut self) -> std::io::Result<bool> {
         self.buf.reserve(READ_CHUNK);
-        if self.stream.read_buf(&mut self.buf).await? == 0 {
-            return Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "the proxy closed the connection",
-            ));
-        }
-        Ok(())
+        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
     }
 
     /// One request and its response; `true` when the connection may be reused.
@@ -205,66 +203,54 @@ impl Conn {
                     if self.buf.len() > MAX_HEAD {
                         return Err(bad("the proxy's response head is too large"));
                     }
-                    self.fill().await?;
+                    if !self.read_more().await? {
+                        return Err(closed());
+                    }
                 }
                 Err(e) => return Err(bad(format!("invalid response from the proxy: {e}"))),
             }
         };
-        let _ = self.buf.split_to(head_len);
+        self.buf.advance(head_len);
 
-        // Body: Content-Length bytes, or everything up to the end of the stream.
-        let Some(len) = content_length else {
-            let mut kept = BytesMut::new();
-            let mut total = 0usize;
-            loop {
-                let chunk = self.buf.split();
-                total += chunk.len();
-                let room = max_body.saturating_sub(kept.len());
-                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                self.buf.reserve(READ_CHUNK);
-                if self.stream.read_buf(&mut self.buf).await? == 0 {
-                    break;
-                }
-            }
-            let resp = ProxyResponse {
-                status,
-                body: kept.freeze(),
-                len: total,
-                quiet,
-            };
-            return Ok((resp, false));
-        };
-        if self.buf.len() >= len {
+        // Body: Content-Length bytes, or (without it) everything up to the end of the stream.
+        if let Some(len) = content_length
+            && self.buf.len() >= len
+        {
             // The common case: the whole body arrived with the head.
-            let body = self.buf.split_to(len).freeze();
+            let body = self.buf.split_to(len).freeze().slice(..len.min(max_body));
             let resp = ProxyResponse {
                 status,
-                body: body.slice(..len.min(max_body)),
+                body,
                 len,
                 quiet,
             };
             return Ok((resp, !close));
         }
-        let mut kept = BytesMut::with_capacity(len.min(max_body));
-        let mut remaining = len;
+        let mut kept = BytesMut::with_capacity(content_length.unwrap_or(0).min(max_body));
+        let mut total = 0usize;
         loop {
-            let take = self.buf.len().min(remaining);
+            let take = content_length.map_or(self.buf.len(), |len| self.buf.len().min(len - total));
             let chunk = self.buf.split_to(take);
+            total += take;
             let room = max_body.saturating_sub(kept.len());
-            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            remaining -= take;
-            if remaining == 0 {
+            kept.extend_from_slice(&chunk[..take.min(room)]);
+            if content_length == Some(total) {
                 break;
             }
-            self.fill().await?;
+            if !self.read_more().await? {
+                if content_length.is_some() {
+                    return Err(closed());
+                }
+                break;
+            }
         }
         let resp = ProxyResponse {
             status,
             body: kept.freeze(),
-            len,
+            len: total,
             quiet,
         };
-        Ok((resp, !close))
+        Ok((resp, content_length.is_some() && !close))
     }
 }
 
