@@ -1,7 +1,6 @@
 //! One activation from placement to record: take a container (warm, stem cell, cold, after
 //! eviction, or after waiting), `/init` it if needed, `/run`, collect logs, give it back.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -65,10 +64,6 @@ impl Invoker {
     /// Runs one activation to completion. Always returns a record: platform failures become
     /// whisk errors with a reason.
     pub async fn run(&self, job: Job) -> Activation {
-        let job = Arc::new(job);
-        let Some(me) = self.arc() else {
-            return whisk_error(&job, "The invoker is shutting down.");
-        };
         let span = tracing::debug_span!(
             "activation",
             namespace = %job.identity.namespace,
@@ -79,7 +74,7 @@ impl Invoker {
         // A panic stays inside this call and becomes a whisk error. A caller that stops polling
         // drops the lease, which destroys the container rather than lending it out mid-run
         // (callers are the controller's activation tasks, which always run to the end).
-        let outcome = std::panic::AssertUnwindSafe(me.run_inner(&job).instrument(span))
+        let outcome = std::panic::AssertUnwindSafe(self.run_inner(&job).instrument(span))
             .catch_unwind()
             .await;
         match outcome {
@@ -292,7 +287,7 @@ impl Invoker {
                         }
                     }
                     match self
-                        .execute(job, lease, false, attempts < MAX_PLACEMENTS)
+                        .execute(job, &key, lease, false, attempts < MAX_PLACEMENTS)
                         .await
                     {
                         Some(a) => return a,
@@ -306,7 +301,7 @@ impl Invoker {
                         slot: handle,
                         armed: true,
                     };
-                    let act = self.execute(job, lease, true, false).await;
+                    let act = self.execute(job, &key, lease, true, false).await;
                     // The replacement starts after the hit so that it does not compete with it.
                     self.refill_stems();
                     return act.unwrap_or_else(|| {
@@ -384,7 +379,7 @@ impl Invoker {
             slot,
             armed: true,
         };
-        self.execute(job, lease, true, false)
+        self.execute(job, &key, lease, true, false)
             .await
             .unwrap_or_else(|| whisk_error(job, "Failed to provision resources to run the action."))
     }
@@ -394,6 +389,7 @@ impl Invoker {
     async fn execute(
         &self,
         job: &Job,
+        key: &PoolKey,
         lease: Lease<'_>,
         init: bool,
         may_move: bool,
@@ -417,12 +413,11 @@ impl Invoker {
         );
         if init {
             // Shared from now on; activations that waited for this start place again.
-            let key = pool_key(job);
             let mut p = self.pool.lock();
             if keep {
                 p.set_max(lease.id, limits.concurrency);
             }
-            p.started(&key, limits.concurrency);
+            p.started(key, limits.concurrency);
         }
         let developer_error = out.response.status_code == StatusCode::DeveloperError;
         let logs = if keep {
