@@ -55,21 +55,26 @@ struct Server {
     banner: Vec<String>,
 }
 
+/// `brisk serve` on a free port over `dir`, without stem cells.
+fn serve(dir: &Path) -> Command {
+    brisk(&[
+        "serve",
+        "--port",
+        "0",
+        "--prewarm",
+        "false",
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ])
+}
+
 impl Server {
     fn start(dir: &Path) -> Self {
-        let mut child = brisk(&[
-            "serve",
-            "--port",
-            "0",
-            "--prewarm",
-            "false",
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn brisk serve");
+        let mut child = serve(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn brisk serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -415,17 +420,9 @@ fn data_survives_a_server_restart() {
 fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = Server::start(dir.path());
-    let out = brisk(&[
-        "serve",
-        "--port",
-        "0",
-        "--prewarm",
-        "false",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .output()
-    .expect("run a second brisk serve");
+    let out = serve(dir.path())
+        .output()
+        .expect("run a second brisk serve");
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -461,6 +461,17 @@ fn write(file: &Path, value: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A new cgroup directory `dir` holding a shell that spins.
+    fn busy_child_in(dir: &Path) -> std::process::Child {
+        fs::create_dir(dir).unwrap();
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        child
+    }
+
     /// The v2 freezer and `cgroup.kill` on whatever cgroup2 mount the machine has (the
     /// unified mount of a hybrid layout has no controllers, but freezing and killing are core).
     #[test]
@@ -476,12 +487,7 @@ mod tests {
             return;
         };
         let dir = Path::new(root).join(format!("brisk-unit-{}", std::process::id()));
-        fs::create_dir(&dir).unwrap();
-        let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .unwrap();
-        fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let mut child = busy_child_in(&dir);
         let cg = Cgroup {
             hierarchy: Hierarchy::V2 { root: root.into() },
             dirs: vec![dir.clone()],
@@ -510,12 +516,7 @@ mod tests {
             return;
         }
         let dir = base.join(format!("brisk-unit-v1-{}", std::process::id()));
-        fs::create_dir(&dir).unwrap();
-        let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .unwrap();
-        fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let mut child = busy_child_in(&dir);
         let control = fs::OpenOptions::new()
             .write(true)
             .open(dir.join("freezer.state"))
