@@ -209,6 +209,97 @@ def expect_closed(fn):
     return False
 
 
+def raw_exchange(p, data, n, pause=None, timeout=5):
+    """Writes `data` (bytes, or a list of pieces sent `pause` seconds apart) on a fresh
+    connection and reads `n` responses: [(status, headers, body)], plus whether the peer
+    closed the connection afterwards."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(p.sock)
+    for piece in data if isinstance(data, list) else [data]:
+        s.sendall(piece)
+        if pause:
+            time.sleep(pause)
+    buf = b""
+    out = []
+    closed = False
+    while len(out) < n:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = buf[:end].decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            if len(buf) >= end + 4 + length:
+                out.append((status, headers, buf[end + 4 : end + 4 + length]))
+                buf = buf[end + 4 + length :]
+                continue
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+    if not closed:
+        s.settimeout(0.3)
+        try:
+            closed = s.recv(1) == b""
+        except socket.timeout:
+            closed = False
+    s.close()
+    return out, closed
+
+
+def framing_checks(kind, start):
+    """HTTP/1.1 framing of the proxy's own server: pipelining, split and chunked bodies,
+    Expect, Connection: close, malformed requests."""
+    def req(path, body, extra=b""):
+        data = json.dumps(body).encode()
+        return b"POST " + path + b" HTTP/1.1\r\nHost: p\r\nContent-Length: " + str(len(data)).encode() + b"\r\n" + extra + b"\r\n" + data
+
+    code = {"node": "function main(a) { return a; }", "python": "def main(a):\n    return a\n"}[kind]
+    init = {"value": {"main": "main", "code": code, "binary": False}}
+    run = lambda v: {"value": v, "activation_id": new_id()}
+    p = start()
+    try:
+        out, closed = raw_exchange(p, req(b"/init", init) + req(b"/run", run({"n": 1})) + req(b"/run", run({"n": 2})), 3)
+        bodies = [json.loads(b) for _, _, b in out]
+        check("%s: pipelined requests answered in order on one connection" % kind,
+              [st for st, _, _ in out] == [200, 200, 200] and bodies[1].get("n") == 1 and bodies[2].get("n") == 2 and not closed, (out, closed))
+
+        whole = req(b"/run", run({"split": "x" * 5000}))
+        out, _ = raw_exchange(p, [whole[:20], whole[20:90], whole[90:3000], whole[3000:]], 1, pause=0.02)
+        check("%s: a request split across writes is read whole" % kind,
+              len(out) == 1 and out[0][0] == 200 and json.loads(out[0][2]).get("split") == "x" * 5000, out)
+
+        big = "y" * (3 << 20)
+        out, _ = raw_exchange(p, req(b"/run", run({"big": big})), 1, timeout=20)
+        check("%s: a 3 MB body is read whole" % kind, len(out) == 1 and out[0][0] == 200 and json.loads(out[0][2]).get("big") == big, [o[0] for o in out])
+
+        data = json.dumps(run({"chunked": True})).encode()
+        chunked = (b"POST /run HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + b"%x\r\n" % 7 + data[:7] + b"\r\n" + b"%x;ext=1\r\n" % (len(data) - 7) + data[7:] + b"\r\n0\r\n\r\n")
+        out, _ = raw_exchange(p, [chunked[:50], chunked[50:]], 1, pause=0.02)
+        check("%s: a chunked body is decoded" % kind, len(out) == 1 and out[0][0] == 200 and json.loads(out[0][2]).get("chunked") is True, out)
+
+        out, closed = raw_exchange(p, req(b"/run", run({"c": 1}), b"Connection: close\r\n"), 1)
+        check("%s: Connection: close is honoured" % kind, len(out) == 1 and out[0][0] == 200 and closed, (out, closed))
+
+        out, closed = raw_exchange(p, b"NONSENSE\r\n\r\n", 1)
+        check("%s: a malformed request line -> 400 and the connection closes" % kind,
+              len(out) == 1 and out[0][0] == 400 and "error" in json.loads(out[0][2]) and closed, (out, closed))
+
+        out, _ = raw_exchange(p, req(b"/run?x=1", run({"q": 1})), 1)
+        check("%s: a query string does not change the route" % kind, len(out) == 1 and out[0][0] == 200, out)
+
+        st, body = p.run({"after": 1})
+        check("%s: the proxy still serves after all that" % kind, st == 200 and body.get("after") == 1, (st, body))
+    finally:
+        p.close()
+
+
 def make_zip(files, modes=None):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -457,6 +548,7 @@ def node_checks(n_bench):
     print("== node")
     start = node_start()
     common_checks("node", start, NODE_CODE)
+    framing_checks("node", start)
 
     def one(src, args=None, main="main", init_extra=None):
         p = start()
@@ -684,6 +776,7 @@ def python_checks(n_bench):
     print("== python")
     start = python_start()
     common_checks("python", start, PY_CODE)
+    framing_checks("python", start)
 
     def one(src, args=None, main="main", value=None):
         p = start()

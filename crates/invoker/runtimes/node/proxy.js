@@ -11,7 +11,7 @@
 //
 // Standard library only.
 
-const http = require('http');
+const net = require('net');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -202,21 +202,6 @@ function serializeRejection(e) {
   return e;
 }
 
-function send(res, status, obj) {
-  let body;
-  try {
-    body = JSON.stringify(obj);
-  } catch (e) {
-    status = 502;
-    body = JSON.stringify({ error: 'The action did not return a valid JSON result: ' + safeString(e && e.message) });
-  }
-  res.writeHead(status, {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(body),
-  });
-  res.end(body);
-}
-
 // Minimal zip extraction (stored and deflated entries), used only when /init
 // receives a base64 zip instead of an unpacked codeDir.
 function unzip(buf, dest) {
@@ -371,7 +356,7 @@ async function loadCodeDir(dir, mainName) {
   return exported != null ? exported[mainName] : undefined;
 }
 
-async function handleInit(req, res, msg) {
+async function handleInit(msg, res) {
   if (initialized || initializing) {
     return send(res, 403, { error: 'Cannot initialize the action more than once.' });
   }
@@ -436,7 +421,7 @@ function endLogContextPartial(ctx) {
   ctx.done = true;
 }
 
-async function handleRun(req, res, msg) {
+async function handleRun(msg, res) {
   if (!initialized) return send(res, 403, { error: 'System not initialized.' });
   if (running > 0 && !allowConcurrent) {
     return send(res, 403, { error: 'System not ready, status is running.' });
@@ -499,68 +484,234 @@ async function handleRun(req, res, msg) {
   if (quiet) ctx.done = true;
   else await endLogContext(ctx);
   running--;
-  res.writeHead(status, {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(body),
-    'X-Brisk-Logs': quiet ? 'none' : 'sentinels',
-  });
-  res.end(body);
+  res.send(status, body, quiet ? 'none' : 'sentinels');
 }
 
 // ---------------------------------------------------------------------------
 // HTTP server
 // ---------------------------------------------------------------------------
 
-function readBody(req, cb) {
-  const chunks = [];
-  let size = 0;
-  req.on('data', (c) => {
-    chunks.push(c);
-    size += c.length;
-  });
-  req.on('end', () => {
-    const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
-    cb(buf);
-  });
-}
+// A small HTTP/1.1 server on `net`: the only client is the invoker (plus people testing by
+// hand), requests are two routes with JSON bodies, and Node's `http` module costs about twice
+// the CPU per request of the whole run (its request and response streams, header objects and
+// timers). Requests on a connection are handled one after another and answered in order
+// (pipelining is allowed); bodies come with `Content-Length` or chunked.
 
-function onRequest(req, res) {
-  const url = req.url;
-  const route = url === '/init' || url === '/run' ? url : null;
-  if (req.method !== 'POST' || route === null) {
-    req.resume();
-    req.on('end', () => send(res, 404, { error: 'Not found.' }));
-    return;
+const MAX_HEAD = 64 * 1024;
+const REASONS = {
+  100: 'Continue',
+  200: 'OK',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Payload Too Large',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+};
+
+// One response for one request of a connection.
+class Reply {
+  constructor(conn, close) {
+    this.conn = conn;
+    this.close = close;
+    this.sent = false;
   }
-  readBody(req, (buf) => {
-    let msg;
-    try {
-      msg = buf.length === 0 ? {} : JSON.parse(buf.toString('utf8'));
-    } catch (e) {
-      send(res, 400, { error: 'The request body is not valid JSON: ' + safeString(e.message) });
+
+  send(status, body, logs) {
+    if (this.sent) return;
+    this.sent = true;
+    const conn = this.conn;
+    let head =
+      'HTTP/1.1 ' + status + ' ' + (REASONS[status] || 'Unknown') +
+      '\r\nContent-Type: application/json\r\nContent-Length: ' + Buffer.byteLength(body) + '\r\n';
+    if (logs !== undefined) head += 'X-Brisk-Logs: ' + logs + '\r\n';
+    if (this.close) head += 'Connection: close\r\n';
+    const text = head + '\r\n' + body;
+    if (this.close) {
+      conn.closing = true;
+      conn.socket.end(text);
       return;
     }
-    const handler = route === '/init' ? handleInit : handleRun;
-    handler(req, res, msg).catch((e) => {
-      // Only reached on a bug in the proxy itself.
-      rawWrite.err('brisk proxy: internal error: ' + errorText(e) + '\n');
-      if (!res.headersSent) send(res, 500, { error: 'Internal proxy error: ' + safeString(e && e.message) });
-    });
+    conn.socket.write(text);
+    conn.busy = false;
+    if (!conn.draining) drain(conn);
+  }
+}
+
+function send(res, status, obj) {
+  let body;
+  try {
+    body = JSON.stringify(obj);
+  } catch (e) {
+    status = 502;
+    body = JSON.stringify({ error: 'The action did not return a valid JSON result: ' + safeString(e && e.message) });
+  }
+  res.send(status, body);
+}
+
+// Answers a request that cannot be parsed and closes the connection.
+function refuse(conn, status, text) {
+  conn.busy = true;
+  new Reply(conn, true).send(status, JSON.stringify({ error: text }));
+}
+
+// The head of a request: `null` while incomplete, or `{ error: [status, text] }`.
+function parseHead(buf, end) {
+  const lines = buf.latin1Slice(0, end).split('\r\n');
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0]);
+  if (m === null) return { error: [400, 'Malformed request line.'] };
+  const head = { method: m[1], url: m[2], close: m[3] === '0', length: 0, chunked: false, expect: false };
+  let length = null;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    if (colon <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) {
+      return { error: [400, 'Malformed header line.'] };
+    }
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length') {
+      if (!/^\d{1,15}$/.test(value) || (length !== null && length !== Number(value))) {
+        return { error: [400, 'Invalid Content-Length.'] };
+      }
+      length = Number(value);
+    } else if (name === 'transfer-encoding') {
+      if (value.toLowerCase() !== 'chunked') {
+        return { error: [501, 'Only the chunked Transfer-Encoding is supported.'] };
+      }
+      head.chunked = true;
+    } else if (name === 'connection') {
+      const v = value.toLowerCase();
+      if (v.includes('close')) head.close = true;
+      else if (v.includes('keep-alive')) head.close = false;
+    } else if (name === 'expect') {
+      if (value.toLowerCase() === '100-continue') head.expect = true;
+    }
+  }
+  if (head.chunked && length !== null) return { error: [400, 'Both Content-Length and Transfer-Encoding.'] };
+  head.length = length === null ? 0 : length;
+  return head;
+}
+
+// A chunked body starting at `start`: `null` while incomplete, `{ error }` when malformed,
+// else `{ body, stop }` with the end of the message (after any trailers).
+function parseChunked(buf, start) {
+  const parts = [];
+  let p = start;
+  for (;;) {
+    const eol = buf.indexOf('\r\n', p);
+    if (eol < 0) return buf.length - p > 1024 ? { error: [400, 'Malformed chunk size.'] } : null;
+    const sizeText = buf.latin1Slice(p, eol).split(';', 1)[0].trim();
+    if (!/^[0-9a-fA-F]{1,12}$/.test(sizeText)) return { error: [400, 'Malformed chunk size.'] };
+    const size = parseInt(sizeText, 16);
+    p = eol + 2;
+    if (size === 0) {
+      // Trailers, ending with an empty line.
+      for (;;) {
+        const end = buf.indexOf('\r\n', p);
+        if (end < 0) return buf.length - p > MAX_HEAD ? { error: [431, 'The request trailers are too large.'] } : null;
+        if (end === p) return { body: parts.length === 1 ? parts[0] : Buffer.concat(parts), stop: end + 2 };
+        p = end + 2;
+      }
+    }
+    if (buf.length < p + size + 2) return null;
+    if (buf[p + size] !== 13 || buf[p + size + 1] !== 10) return { error: [400, 'Malformed chunk.'] };
+    parts.push(buf.subarray(p, p + size));
+    p += size + 2;
+  }
+}
+
+// Handles every complete request buffered on `conn`, one at a time.
+function drain(conn) {
+  conn.draining = true;
+  try {
+    while (!conn.busy && !conn.closing && conn.size > 0) {
+      if (conn.chunks.length > 1) conn.chunks = [Buffer.concat(conn.chunks, conn.size)];
+      const buf = conn.chunks[0];
+      if (conn.head === null) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (conn.size > MAX_HEAD) refuse(conn, 431, 'The request head is too large.');
+          return;
+        }
+        const head = parseHead(buf, end);
+        if (head.error) {
+          refuse(conn, head.error[0], head.error[1]);
+          return;
+        }
+        head.start = end + 4;
+        conn.head = head;
+        if (head.expect && (head.chunked || buf.length < head.start + head.length)) {
+          conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        }
+      }
+      const head = conn.head;
+      let body;
+      let stop;
+      if (head.chunked) {
+        const c = parseChunked(buf, head.start);
+        if (c === null) return;
+        if (c.error) {
+          refuse(conn, c.error[0], c.error[1]);
+          return;
+        }
+        body = c.body;
+        stop = c.stop;
+      } else {
+        stop = head.start + head.length;
+        if (buf.length < stop) return;
+        body = buf.subarray(head.start, stop);
+      }
+      conn.head = null;
+      const rest = buf.subarray(stop);
+      conn.chunks = rest.length > 0 ? [rest] : [];
+      conn.size = rest.length;
+      conn.busy = true;
+      dispatch(head, body, new Reply(conn, head.close));
+    }
+  } finally {
+    conn.draining = false;
+  }
+}
+
+function dispatch(head, body, res) {
+  const q = head.url.indexOf('?');
+  const url = q < 0 ? head.url : head.url.slice(0, q);
+  const route = url === '/init' || url === '/run' ? url : null;
+  if (head.method !== 'POST' || route === null) {
+    send(res, 404, { error: 'Not found.' });
+    return;
+  }
+  let msg;
+  try {
+    msg = body.length === 0 ? {} : JSON.parse(body.utf8Slice(0, body.length));
+  } catch (e) {
+    send(res, 400, { error: 'The request body is not valid JSON: ' + safeString(e.message) });
+    return;
+  }
+  const handler = route === '/init' ? handleInit : handleRun;
+  handler(msg, res).catch((e) => {
+    // Only reached on a bug in the proxy itself.
+    rawWrite.err('brisk proxy: internal error: ' + errorText(e) + '\n');
+    send(res, 500, { error: 'Internal proxy error: ' + safeString(e && e.message) });
   });
 }
 
-const server = http.createServer(
-  { requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 },
-  onRequest,
-);
-// 0: no keep-alive timer at all (a long one would still be re-armed after every response).
-server.keepAliveTimeout = 0;
-server.timeout = 0;
-server.on('connection', (s) => s.setNoDelay(true));
-server.on('clientError', (err, socket) => {
-  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-  else socket.destroy();
-});
+function onConnection(socket) {
+  socket.setNoDelay(true);
+  const conn = { socket, chunks: [], size: 0, head: null, busy: false, draining: false, closing: false };
+  socket.on('data', (data) => {
+    conn.chunks.push(data);
+    conn.size += data.length;
+    if (!conn.busy && !conn.draining) drain(conn);
+  });
+  // A client that goes away mid-request only loses its answer.
+  socket.on('error', () => {});
+}
+
+const server = net.createServer(onConnection);
 
 // Warm-up while the container waits in the pool: the first /init would otherwise pay for
 // compiling this proxy's own code paths, the module loader and JSON handling (several ms).
@@ -587,9 +738,8 @@ if (socketPath) {
   }
   server.listen(socketPath, () => {
     // One request through our own HTTP stack warms the parser and the response path. It is
-    // written by hand on a plain socket: going through the HTTP client would compile and keep
-    // its code paths (and an agent) in every container, ~0.2 MB, only for this.
-    const s = require('net').connect(socketPath, () => {
+    // written by hand on a plain socket.
+    const s = net.connect(socketPath, () => {
       s.end('POST /warmup HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
     });
     s.on('error', () => {});
