@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// Idle seconds before a warm container is removed.
     #[arg(long, env = "BRISK_IDLE_TIMEOUT_S", default_value_t = 600)]
     pub idle_timeout_s: u64,
+    /// Containers of one short action (warm runs under 2 ms) that run at once before its
+    /// further activations wait up to 20 ms for one of them instead of starting more
+    /// (default: twice the CPU cores; 0 = no limit).
+    #[arg(long, env = "BRISK_CPU_SLOTS")]
+    pub cpu_slots: Option<u32>,
     /// How action containers are isolated: `sandbox` (Linux namespaces, cgroups, seccomp; needs
     /// root), `process` (plain host processes, no isolation), or `auto` (sandbox when root).
     #[arg(long, env = "BRISK_ISOLATION", default_value = "auto")]
@@ -284,6 +289,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     icfg.prewarm = args.prewarm;
     icfg.pause_grace = Duration::from_millis(args.pause_grace_ms);
     icfg.idle_timeout = Duration::from_secs(args.idle_timeout_s);
+    if let Some(slots) = args.cpu_slots {
+        icfg.cpu_slots = slots;
+    }
     icfg.api_host = apihost.clone();
     icfg.network = args.network;
     let sandbox = container_factory(&args, &data_dir, icfg.user_memory_mb).await?;

@@ -24,6 +24,9 @@ pub struct InvokerConfig {
     pub max_queue: usize,
     /// Outbound network access of containers, unless a namespace's limits say otherwise.
     pub network: crate::NetworkPolicy,
+    /// Containers of one short action (see [`crate::pool::SHORT_RUN_US`]) busy at once before
+    /// its further activations wait briefly for one of them; 0 = no limit.
+    pub cpu_slots: u32,
 }
 
 impl InvokerConfig {
@@ -39,8 +42,15 @@ impl InvokerConfig {
             api_host: "http://127.0.0.1:3233".into(),
             max_queue: 10_000,
             network: crate::NetworkPolicy::default(),
+            cpu_slots: default_cpu_slots(),
         }
     }
+}
+
+/// Twice the CPUs this process may use: enough containers of a short action to keep every core
+/// busy while others are between runs.
+pub fn default_cpu_slots() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32) * 2
 }
 
 /// Half of the machine's memory (`MemTotal` in `/proc/meminfo`), at least 1024 MB; 2048 MB when

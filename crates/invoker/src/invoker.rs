@@ -100,7 +100,10 @@ impl Invoker {
         } else {
             Vec::new()
         };
-        let pool = PoolState::new(config.user_memory_mb, config.max_queue, stems);
+        let mut pool = PoolState::new(config.user_memory_mb, config.max_queue, stems);
+        if config.cpu_slots > 0 {
+            pool.cpu_slots = config.cpu_slots;
+        }
         let inv = Arc::new_cyclic(|me| Invoker {
             me: me.clone(),
             config,

@@ -62,6 +62,9 @@ pub struct Entry<C> {
     pub memory: u64,
     pub handle: Option<C>,
     pub state: State,
+    /// Recent warm `/run` time of the container in microseconds, biased towards the fastest
+    /// (0: none yet).
+    pub run_us: u32,
 }
 
 /// Where an activation goes.
@@ -84,6 +87,9 @@ pub enum Placement<C> {
     /// A container of the same key that allows concurrent runs is starting and has a free
     /// slot: wait for its `/init`, then place again (see [`PoolState::started`]).
     AwaitStart(oneshot::Receiver<()>),
+    /// The action's runs are short and as many of its containers as the host has CPU slots
+    /// are busy: wait (at most [`BUSY_WAIT`]) for one of them to finish, then place again.
+    AwaitBusy(oneshot::Receiver<()>),
     QueueFull,
 }
 
@@ -100,7 +106,22 @@ pub struct Demand<'a> {
     /// Whether waiting for a starting container of the key is allowed (not after such a wait
     /// timed out).
     pub await_start: bool,
+    /// Whether waiting for a busy container of the key is allowed (not after such a wait
+    /// timed out).
+    pub await_busy: bool,
 }
+
+/// Runs shorter than this (a container's recent warm `/run` exchanges, biased towards the
+/// fastest) make an action *short*: its activations wait for a busy container of the action once
+/// [`PoolState::cpu_slots`] of them are busy, instead of taking more containers.
+pub const SHORT_RUN_US: u32 = 2_000;
+/// An activation of a short action waits for a busy container only while the expected wait
+/// (activations already waiting × run time / busy containers) stays under this; beyond it the
+/// action gets more containers, so a steady queue settles about here.
+pub const MAX_EXPECTED_WAIT_US: u64 = 50_000;
+/// Longest one wait for a busy container lasts (should every busy run of the action stall)
+/// before the activation places as usual (an idle or new container).
+pub const BUSY_WAIT: Duration = Duration::from_millis(200);
 
 /// Containers of one key starting for actions with `concurrency` > 1, and the activations
 /// waiting for them. Until its `/init` completes a container takes one activation; the others
@@ -131,6 +152,12 @@ pub struct PoolState<C> {
     pub max_queue: usize,
     pub counters: Counters,
     pub starting: std::collections::HashMap<PoolKey, Starting>,
+    /// Containers of one short action that may run at once before further activations wait
+    /// for one of them (see [`SHORT_RUN_US`]): more processes than cores cannot run short,
+    /// CPU-bound runs any sooner, and every extra one costs wake-ups and cache.
+    pub cpu_slots: u32,
+    /// Activations waiting for a busy container of their (short) action, per key.
+    pub busy_waiters: std::collections::HashMap<PoolKey, VecDeque<oneshot::Sender<()>>>,
     next_id: u64,
 }
 
@@ -145,6 +172,8 @@ impl<C: Clone> PoolState<C> {
             max_queue,
             counters: Counters::default(),
             starting: std::collections::HashMap::new(),
+            cpu_slots: u32::MAX,
+            busy_waiters: std::collections::HashMap::new(),
             next_id: 1,
         }
     }
@@ -158,6 +187,16 @@ impl<C: Clone> PoolState<C> {
     /// Steps 1–5 of the placement order. `retry` is true for a woken waiter, which may take
     /// capacity even while others wait behind it.
     pub fn place(&mut self, d: &Demand<'_>, retry: bool, now: Instant) -> Placement<C> {
+        if d.concurrency == 1 && d.await_busy && self.saturated_short(d.key) {
+            let (tx, rx) = oneshot::channel();
+            let waiters = self.busy_waiters.entry(*d.key).or_default();
+            if retry {
+                waiters.push_front(tx);
+            } else {
+                waiters.push_back(tx);
+            }
+            return Placement::AwaitBusy(rx);
+        }
         if let Some(p) = self.take_warm(d, now) {
             return p;
         }
@@ -193,6 +232,47 @@ impl<C: Clone> PoolState<C> {
             self.queue.push_back(tx);
         }
         Placement::Queued(rx)
+    }
+
+    /// Whether an activation of `key` should wait for one of its busy containers: the action
+    /// is short (the fastest of its containers' recent run times is under [`SHORT_RUN_US`]), at
+    /// least [`Self::cpu_slots`] of its containers are busy, and the expected wait is under
+    /// [`MAX_EXPECTED_WAIT_US`].
+    fn saturated_short(&self, key: &PoolKey) -> bool {
+        let mut busy = 0;
+        let mut fastest = u32::MAX;
+        for e in &self.entries {
+            if let State::Active {
+                key: k, busy: b, ..
+            } = &e.state
+                && k == key
+            {
+                if e.run_us > 0 {
+                    fastest = fastest.min(e.run_us);
+                }
+                busy += u32::from(*b > 0);
+            }
+        }
+        if fastest >= SHORT_RUN_US || busy < self.cpu_slots.max(1) {
+            return false;
+        }
+        let waiting = self.busy_waiters.get(key).map_or(0, VecDeque::len) as u64;
+        (waiting + 1) * u64::from(fastest) / u64::from(busy) < MAX_EXPECTED_WAIT_US
+    }
+
+    /// Wakes one activation waiting for a busy container of `key`.
+    fn wake_busy_waiter(&mut self, key: &PoolKey) {
+        let Some(waiters) = self.busy_waiters.get_mut(key) else {
+            return;
+        };
+        while let Some(tx) = waiters.pop_front() {
+            if tx.send(()).is_ok() {
+                break;
+            }
+        }
+        if waiters.is_empty() {
+            self.busy_waiters.remove(key);
+        }
     }
 
     fn starting_begins(&mut self, d: &Demand<'_>) {
@@ -376,6 +456,7 @@ impl<C: Clone> PoolState<C> {
                 last_used: Instant::now(),
                 paused: false,
             },
+            run_us: 0,
         });
         id
     }
@@ -393,19 +474,40 @@ impl<C: Clone> PoolState<C> {
 
     /// Ends one activation on container `id`. With `keep = false` the container leaves the pool
     /// and its handle is returned for destruction.
-    pub fn release(&mut self, id: u64, keep: bool, now: Instant) -> Option<C> {
+    /// `run` is how long the activation's warm `/run` took, when it had one.
+    pub fn release(
+        &mut self,
+        id: u64,
+        keep: bool,
+        run: Option<Duration>,
+        now: Instant,
+    ) -> Option<C> {
         if !keep {
             return self.remove(id);
         }
-        if let Some(Entry {
-            state: State::Active {
-                busy, last_used, ..
-            },
+        let e = self.entries.iter_mut().find(|e| e.id == id)?;
+        if let Some(run) = run {
+            let us = u32::try_from(run.as_micros()).unwrap_or(u32::MAX).max(1);
+            // Biased low: a faster run counts at once, slower ones an eighth each. Under a
+            // saturated CPU most exchanges include time spent waiting to be scheduled, and
+            // what matters is how long a run takes when it gets a core.
+            e.run_us = if e.run_us == 0 || us < e.run_us {
+                us
+            } else {
+                ((u64::from(e.run_us) * 7 + u64::from(us)) / 8) as u32
+            };
+        }
+        if let State::Active {
+            key,
+            busy,
+            last_used,
             ..
-        }) = self.entries.iter_mut().find(|e| e.id == id)
+        } = &mut e.state
         {
             *busy = busy.saturating_sub(1);
             *last_used = now;
+            let key = *key;
+            self.wake_busy_waiter(&key);
         }
         None
     }
@@ -415,6 +517,9 @@ impl<C: Clone> PoolState<C> {
         let i = self.entries.iter().position(|e| e.id == id)?;
         let e = self.entries.swap_remove(i);
         self.used = self.used.saturating_sub(e.memory);
+        if let State::Active { key, .. } = e.state {
+            self.wake_busy_waiter(&key);
+        }
         e.handle
     }
 
@@ -487,6 +592,7 @@ impl<C: Clone> PoolState<C> {
     pub fn drain(&mut self) -> Vec<C> {
         self.used = 0;
         self.queue.clear();
+        self.busy_waiters.clear();
         self.entries.drain(..).filter_map(|e| e.handle).collect()
     }
 }
@@ -507,6 +613,7 @@ mod tests {
             stem_ok: true,
             concurrency: 1,
             await_start: true,
+            await_busy: true,
         }
     }
 
@@ -582,6 +689,125 @@ mod tests {
         assert!(p.starting.is_empty());
     }
 
+    /// A pool with `n` warm idle containers of `k` (handles 1..=n) whose recent runs took
+    /// `run_us`, and `cpu_slots` slots.
+    fn warm_pool(k: &PoolKey, n: u32, run_us: u64, cpu_slots: u32) -> PoolState<u32> {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(8192, 100, vec![]);
+        p.cpu_slots = cpu_slots;
+        let ids: Vec<u64> = (1..=n).map(|h| cold(&mut p, k, h, now)).collect();
+        for id in ids {
+            p.release(id, true, Some(Duration::from_micros(run_us)), now);
+        }
+        p
+    }
+
+    fn take(p: &mut PoolState<u32>, d: &Demand<'_>) -> u32 {
+        match p.place(d, false, Instant::now()) {
+            Placement::Warm { handle, .. } => handle,
+            other => panic!("expected a warm container, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_short_action_waits_for_a_busy_container_beyond_its_cpu_slots() {
+        let a = key("a");
+        let d = demand(&a, 256);
+        let mut p = warm_pool(&a, 4, 300, 2);
+        let first = take(&mut p, &d);
+        let _second = take(&mut p, &d);
+        // Two busy, two idle: the third waits instead of taking an idle container.
+        let Placement::AwaitBusy(mut rx) = p.place(&d, false, Instant::now()) else {
+            panic!("expected a wait for a busy container");
+        };
+        assert!(rx.try_recv().is_err());
+        // A run ends: the waiter is woken and gets a container when it places again.
+        let id = p
+            .entries
+            .iter()
+            .find(|e| e.handle == Some(first))
+            .unwrap()
+            .id;
+        p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
+        assert!(rx.try_recv().is_ok());
+        take(&mut p, &d);
+        // After a timed-out wait it places as usual.
+        let impatient = Demand {
+            await_busy: false,
+            ..d.clone()
+        };
+        take(&mut p, &impatient);
+        // A container leaving the pool wakes a waiter too.
+        let Placement::AwaitBusy(mut rx) = p.place(&d, false, Instant::now()) else {
+            panic!("expected a wait for a busy container");
+        };
+        assert!(p.remove(id).is_some());
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn long_runs_unsampled_actions_and_concurrent_actions_never_wait_for_busy_containers() {
+        let a = key("a");
+        let d = demand(&a, 256);
+        // Runs of 5 ms are not short: every idle container is used, then a new one starts.
+        let mut p = warm_pool(&a, 3, 5_000, 1);
+        for _ in 0..3 {
+            take(&mut p, &d);
+        }
+        assert!(matches!(
+            p.place(&d, false, Instant::now()),
+            Placement::Cold { .. }
+        ));
+        // No run measured yet (a burst of cold starts): nothing to go by.
+        let b = key("b");
+        let mut p = PoolState::<u32>::new(8192, 100, vec![]);
+        p.cpu_slots = 1;
+        cold(&mut p, &b, 1, Instant::now());
+        assert!(matches!(
+            p.place(&demand(&b, 256), false, Instant::now()),
+            Placement::Cold { .. }
+        ));
+        // The estimate takes a faster run at once and a slower one an eighth at a time.
+        let mut p = warm_pool(&a, 1, 1_000, 1);
+        let id = p.entries[0].id;
+        take(&mut p, &d);
+        p.release(id, true, Some(Duration::from_micros(9_000)), Instant::now());
+        assert_eq!(p.entries[0].run_us, 2_000);
+        take(&mut p, &d);
+        p.release(id, true, Some(Duration::from_micros(400)), Instant::now());
+        assert_eq!(p.entries[0].run_us, 400);
+        // Concurrent actions share containers instead (their own policy).
+        let c = Demand {
+            concurrency: 4,
+            ..d.clone()
+        };
+        let mut p = warm_pool(&a, 1, 300, 1);
+        let id = p.entries[0].id;
+        p.set_max(id, 4);
+        take(&mut p, &c);
+        take(&mut p, &c);
+    }
+
+    #[test]
+    fn a_long_queue_for_busy_containers_spills_into_new_containers() {
+        let a = key("a");
+        let d = demand(&a, 256);
+        // Runs of 1 ms on one slot: 50 waiters make the expected wait 50 ms, the limit.
+        let mut p = warm_pool(&a, 1, 1_000, 1);
+        take(&mut p, &d);
+        let mut waiting = Vec::new();
+        for _ in 0..49 {
+            match p.place(&d, false, Instant::now()) {
+                Placement::AwaitBusy(rx) => waiting.push(rx),
+                other => panic!("expected a wait, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            p.place(&d, false, Instant::now()),
+            Placement::Cold { .. }
+        ));
+    }
+
     #[test]
     fn warm_containers_are_reused_only_for_the_same_key() {
         let now = Instant::now();
@@ -594,12 +820,12 @@ mod tests {
             Placement::Cold { .. }
         ));
         p.cancel_cold(256);
-        p.release(id, true, now);
+        p.release(id, true, None, now);
         assert!(matches!(
             p.place(&demand(&a, 256), false, now),
             Placement::Warm { handle: 1, .. }
         ));
-        p.release(id, true, now);
+        p.release(id, true, None, now);
         assert!(matches!(
             p.place(&demand(&b, 256), false, now),
             Placement::Cold { .. }
@@ -634,8 +860,8 @@ mod tests {
         let (a, b, c, d) = (key("a"), key("b"), key("c"), key("d"));
         let ia = cold(&mut p, &a, 1, t0);
         let ib = cold(&mut p, &b, 2, t0);
-        p.release(ib, true, t0);
-        p.release(ia, true, t1);
+        p.release(ib, true, None, t0);
+        p.release(ia, true, None, t1);
         // b is the least recently used.
         match p.place(&demand(&c, 256), false, t1) {
             Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
@@ -671,7 +897,7 @@ mod tests {
             Placement::Queued(rx) => rx,
             other => panic!("{other:?}"),
         };
-        p.release(ia, true, now);
+        p.release(ia, true, None, now);
         // A newcomer queues behind b even though a could be evicted now...
         assert!(matches!(
             p.place(&demand(&c, 256), false, now),
@@ -697,7 +923,7 @@ mod tests {
             0,
             "busy is never paused"
         );
-        p.release(id, true, t0);
+        p.release(id, true, None, t0);
         let (pause, destroy) = p.sweep(t0 + grace, grace, idle);
         assert_eq!((pause, destroy), (vec![(id, 7)], vec![]));
         assert!(p.mark_paused(id, t0 + grace, grace));
@@ -706,7 +932,7 @@ mod tests {
             Placement::Warm { resume, .. } => assert!(resume),
             other => panic!("{other:?}"),
         }
-        p.release(id, true, t0 + grace);
+        p.release(id, true, None, t0 + grace);
         let (_, destroy) = p.sweep(t0 + grace + idle, grace, idle);
         assert_eq!(destroy, vec![7]);
         assert_eq!(p.used, 0);

@@ -28,15 +28,20 @@ struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    fn give_back(mut self, keep: bool) {
-        self.armed = false;
-        self.release(keep);
+    fn give_back(self, keep: bool) {
+        self.give_back_after(keep, None);
     }
 
-    fn release(&self, keep: bool) {
+    /// Gives the container back after a warm `/run` that took `run`.
+    fn give_back_after(mut self, keep: bool, run: Option<Duration>) {
+        self.armed = false;
+        self.release(keep, run);
+    }
+
+    fn release(&self, keep: bool, run: Option<Duration>) {
         let gone = {
             let mut p = self.inv.pool.lock();
-            let gone = p.release(self.id, keep, std::time::Instant::now());
+            let gone = p.release(self.id, keep, run, std::time::Instant::now());
             p.wake_one();
             gone
         };
@@ -49,7 +54,7 @@ impl Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.release(false);
+            self.release(false, None);
         }
     }
 }
@@ -103,6 +108,7 @@ impl Invoker {
             stem_ok: network == self.config.network,
             concurrency: job.action.limits.concurrency,
             await_start: false,
+            await_busy: false,
         };
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -225,6 +231,7 @@ impl Invoker {
             stem_ok: network == self.config.network,
             concurrency: job.action.limits.concurrency,
             await_start: true,
+            await_busy: true,
         };
         let mut retry = false;
         let mut attempts = 0;
@@ -245,7 +252,10 @@ impl Invoker {
             if !prepared
                 && !matches!(
                     placement,
-                    Placement::Queued(_) | Placement::AwaitStart(_) | Placement::QueueFull
+                    Placement::Queued(_)
+                        | Placement::AwaitStart(_)
+                        | Placement::AwaitBusy(_)
+                        | Placement::QueueFull
                 )
             {
                 prepared = true;
@@ -329,6 +339,17 @@ impl Invoker {
                     }
                     retry = true;
                 }
+                Placement::AwaitBusy(rx) => {
+                    // Woken when a container of the action is given back; after BUSY_WAIT,
+                    // place like any activation (an idle or new container).
+                    if tokio::time::timeout(crate::pool::BUSY_WAIT, rx)
+                        .await
+                        .is_err()
+                    {
+                        demand.await_busy = false;
+                    }
+                    retry = true;
+                }
                 Placement::QueueFull => return whisk_error(job, "Too many activations queued."),
             }
         }
@@ -398,7 +419,9 @@ impl Invoker {
         let limits = job.action.limits;
         let log_limit = (limits.logs * MB) as usize;
         let ticket = lease.slot.logs.register(job.activation_id, log_limit);
+        let t0 = std::time::Instant::now();
         let out = self.init_and_run(job, &lease.slot, init).await;
+        let run_time = (!init).then(|| t0.elapsed());
         if out.retry_elsewhere && may_move {
             tracing::debug!("container is shutting down; placing the activation again");
             ticket.discard();
@@ -431,7 +454,7 @@ impl Invoker {
             } else {
                 ticket.collect(wait).await
             };
-            lease.give_back(keep);
+            lease.give_back_after(keep, run_time);
             logs
         } else {
             // Kill first: the output then ends, and the logs are complete up to the kill.

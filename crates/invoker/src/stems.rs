@@ -145,6 +145,7 @@ impl<C: Clone> PoolState<C> {
                     memory: s.memory,
                     handle: None,
                     state: State::Starting,
+                    run_us: 0,
                 });
                 out.push((id, s.kind.clone(), s.memory));
             }
@@ -197,6 +198,7 @@ mod tests {
             stem_ok: true,
             concurrency: 1,
             await_start: true,
+            await_busy: true,
         }
     }
 

@@ -278,3 +278,62 @@ async fn a_burst_for_a_concurrent_action_shares_the_first_container() {
     assert_eq!(f.inv.stats().cold_starts, 1);
     f.inv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_short_action_beyond_its_cpu_slots_waits_for_its_busy_containers() {
+    let f = invoker(|c| {
+        c.prewarm = false;
+        c.cpu_slots = 2;
+    })
+    .await;
+    let a = echo("short");
+    // Two containers (nothing measured yet, so a burst starts one per activation), then warm
+    // runs that show the action is short.
+    let first =
+        futures_util::future::join_all((0..2).map(|i| f.inv.run(job(&a, json!({"i": i}))))).await;
+    let mut pids: std::collections::BTreeSet<i64> = first
+        .iter()
+        .map(|r| result(r)["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    for i in 0..10 {
+        let r = f.inv.run(job(&a, json!({"warm": i}))).await;
+        assert_eq!(r.response.status_code, StatusCode::Success, "{r:?}");
+    }
+    // Twelve at once: two run, the others wait for those two instead of starting ten more.
+    let burst = (0..12).map(|i| f.inv.run(job(&a, json!({"burst": i}))));
+    for r in futures_util::future::join_all(burst).await {
+        assert_eq!(r.response.status_code, StatusCode::Success, "{r:?}");
+        pids.insert(result(&r)["pid"].as_i64().unwrap());
+    }
+    assert_eq!(
+        pids.len(),
+        2,
+        "the burst ran in the two containers: {pids:?}"
+    );
+    assert_eq!(f.inv.stats().cold_starts, 2);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_cpu_slots_a_burst_of_a_short_action_gets_a_container_each() {
+    let f = invoker(|c| {
+        c.prewarm = false;
+        c.cpu_slots = 0;
+    })
+    .await;
+    let a = echo("unlimited");
+    for i in 0..3 {
+        f.inv.run(job(&a, json!({"warm": i}))).await;
+    }
+    let burst = (0..6).map(|i| f.inv.run(job(&a, json!({"burst": i}))));
+    let records = futures_util::future::join_all(burst).await;
+    assert!(
+        records
+            .iter()
+            .all(|r| r.response.status_code == StatusCode::Success)
+    );
+    // One warm container, so five of the six started their own.
+    assert_eq!(f.inv.stats().cold_starts, 6);
+    f.inv.shutdown().await;
+}
