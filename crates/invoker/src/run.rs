@@ -348,7 +348,8 @@ impl Invoker {
                     {
                         demand.await_busy = false;
                     }
-                    retry = true;
+                    // Not a woken waiter of the full pool's queue: no place ahead of it.
+                    retry = false;
                 }
                 Placement::QueueFull => return whisk_error(job, "Too many activations queued."),
             }
