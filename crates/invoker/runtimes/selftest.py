@@ -284,6 +284,14 @@ def framing_checks(kind, start):
         out, _ = raw_exchange(p, [chunked[:50], chunked[50:]], 1, pause=0.02)
         check("%s: a chunked body is decoded" % kind, len(out) == 1 and out[0][0] == 200 and json.loads(out[0][2]).get("chunked") is True, out)
 
+        data = json.dumps(run({"many": "z" * (1 << 20)})).encode()
+        pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+        many = b"POST /run HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
+            b"%x\r\n" % len(c) + c + b"\r\n" for c in pieces) + b"0\r\nX-Trailer: 1\r\n\r\n"
+        out, _ = raw_exchange(p, [many[i : i + 1000] for i in range(0, len(many), 1000)], 1, timeout=20)
+        check("%s: a 1 MB body in 257 chunks over 1000 writes is decoded, trailers skipped" % kind,
+              len(out) == 1 and out[0][0] == 200 and json.loads(out[0][2]).get("many") == "z" * (1 << 20), [o[0] for o in out])
+
         out, closed = raw_exchange(p, req(b"/run", run({"c": 1}), b"Connection: close\r\n"), 1)
         check("%s: Connection: close is honoured" % kind, len(out) == 1 and out[0][0] == 200 and closed, (out, closed))
 

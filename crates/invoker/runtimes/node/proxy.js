@@ -595,79 +595,102 @@ function parseHead(buf, end) {
   return head;
 }
 
-// A chunked body starting at `start`: `null` while incomplete, `{ error }` when malformed,
-// else `{ body, stop }` with the end of the message (after any trailers).
-function parseChunked(buf, start) {
-  const parts = [];
-  let p = start;
+const EMPTY = Buffer.alloc(0);
+
+// The bytes buffered on `conn` as one Buffer.
+function joined(conn) {
+  if (conn.chunks.length > 1) conn.chunks = [Buffer.concat(conn.chunks, conn.size)];
+  return conn.chunks.length === 1 ? conn.chunks[0] : EMPTY;
+}
+
+// Drops the first `n` buffered bytes of `conn` (call right after `joined`).
+function consume(conn, n) {
+  const rest = (conn.chunks.length > 0 ? conn.chunks[0] : EMPTY).subarray(n);
+  conn.chunks = rest.length > 0 ? [rest] : [];
+  conn.size = rest.length;
+}
+
+// Reads the chunks of a chunked body that have arrived, consuming them. Returns `null` while
+// incomplete (setting `head.need`, the bytes needed before it is worth looking again),
+// `{ error }` when malformed, or `{ body }` once the last chunk and the trailers are in.
+function readChunks(conn, head) {
   for (;;) {
-    const eol = buf.indexOf('\r\n', p);
-    if (eol < 0) return buf.length - p > 1024 ? { error: [400, 'Malformed chunk size.'] } : null;
-    const sizeText = buf.latin1Slice(p, eol).split(';', 1)[0].trim();
+    const buf = joined(conn);
+    const eol = buf.indexOf('\r\n');
+    if (eol < 0) {
+      if (buf.length > (head.trailers ? MAX_HEAD : 1024)) {
+        return { error: head.trailers ? [431, 'The request trailers are too large.'] : [400, 'Malformed chunk size.'] };
+      }
+      head.need = buf.length + 1;
+      return null;
+    }
+    if (head.trailers) {
+      consume(conn, eol + 2);
+      if (eol === 0) return { body: head.parts.length === 1 ? head.parts[0] : Buffer.concat(head.parts) };
+      continue;
+    }
+    const sizeText = buf.latin1Slice(0, eol).split(';', 1)[0].trim();
     if (!/^[0-9a-fA-F]{1,12}$/.test(sizeText)) return { error: [400, 'Malformed chunk size.'] };
     const size = parseInt(sizeText, 16);
-    p = eol + 2;
     if (size === 0) {
-      // Trailers, ending with an empty line.
-      for (;;) {
-        const end = buf.indexOf('\r\n', p);
-        if (end < 0) return buf.length - p > MAX_HEAD ? { error: [431, 'The request trailers are too large.'] } : null;
-        if (end === p) return { body: parts.length === 1 ? parts[0] : Buffer.concat(parts), stop: end + 2 };
-        p = end + 2;
-      }
+      consume(conn, eol + 2);
+      head.trailers = true;
+      continue;
     }
-    if (buf.length < p + size + 2) return null;
-    if (buf[p + size] !== 13 || buf[p + size + 1] !== 10) return { error: [400, 'Malformed chunk.'] };
-    parts.push(buf.subarray(p, p + size));
-    p += size + 2;
+    const end = eol + 2 + size;
+    if (buf.length < end + 2) {
+      head.need = end + 2;
+      return null;
+    }
+    if (buf[end] !== 13 || buf[end + 1] !== 10) return { error: [400, 'Malformed chunk.'] };
+    head.parts.push(buf.subarray(eol + 2, end));
+    consume(conn, end + 2);
   }
 }
 
-// Handles every complete request buffered on `conn`, one at a time.
+// Handles every complete request buffered on `conn`, one at a time. Body bytes are joined
+// only once enough have arrived, so a large body costs one copy, not one per read.
 function drain(conn) {
   conn.draining = true;
   try {
-    while (!conn.busy && !conn.closing && conn.size > 0) {
-      if (conn.chunks.length > 1) conn.chunks = [Buffer.concat(conn.chunks, conn.size)];
-      const buf = conn.chunks[0];
-      if (conn.head === null) {
+    while (!conn.busy && !conn.closing && (conn.size > 0 || conn.head !== null)) {
+      let head = conn.head;
+      if (head === null) {
+        const buf = joined(conn);
         const end = buf.indexOf('\r\n\r\n');
         if (end < 0) {
           if (conn.size > MAX_HEAD) refuse(conn, 431, 'The request head is too large.');
           return;
         }
-        const head = parseHead(buf, end);
+        head = parseHead(buf, end);
         if (head.error) {
           refuse(conn, head.error[0], head.error[1]);
           return;
         }
-        head.start = end + 4;
+        consume(conn, end + 4);
+        head.need = head.chunked ? 0 : head.length;
+        head.parts = [];
+        head.trailers = false;
         conn.head = head;
-        if (head.expect && (head.chunked || buf.length < head.start + head.length)) {
+        if (head.expect && (head.chunked || conn.size < head.length)) {
           conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
         }
       }
-      const head = conn.head;
+      if (conn.size < head.need) return;
       let body;
-      let stop;
       if (head.chunked) {
-        const c = parseChunked(buf, head.start);
+        const c = readChunks(conn, head);
         if (c === null) return;
         if (c.error) {
           refuse(conn, c.error[0], c.error[1]);
           return;
         }
         body = c.body;
-        stop = c.stop;
       } else {
-        stop = head.start + head.length;
-        if (buf.length < stop) return;
-        body = buf.subarray(head.start, stop);
+        body = joined(conn).subarray(0, head.length);
+        consume(conn, head.length);
       }
       conn.head = null;
-      const rest = buf.subarray(stop);
-      conn.chunks = rest.length > 0 ? [rest] : [];
-      conn.size = rest.length;
       conn.busy = true;
       dispatch(head, body, new Reply(conn, head.close));
     }
