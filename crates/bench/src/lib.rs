@@ -7,6 +7,10 @@
 //! (`--plot`). Absolute times drift on shared machines; the floors measured in the same run are
 //! what to compare with.
 //!
+//! Everything is measured from outside (REST API, `brisk serve` flags, `/proc`) except what no
+//! client can see: the pool scenario times the sandbox's create, pause and resume directly on a
+//! `brisk_sandbox::SandboxFactory` of its own when it runs as root.
+//!
 //! The whole run executes on one dedicated thread with a single-threaded tokio runtime, so the
 //! load generator uses one core and behaves the same whatever runtime the caller has.
 
@@ -23,6 +27,7 @@ pub mod svg;
 mod targets;
 pub mod zipf;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -116,6 +121,11 @@ pub struct BenchArgs {
     /// Zipf exponent of the mixed scenario's popularity.
     #[arg(long, value_name = "S", default_value_t = 1.0)]
     pub zipf_s: f64,
+    /// Program and leading arguments that run the sandbox launcher, as `brisk serve` uses them
+    /// (set by the `brisk` binary: itself and its hidden launcher argument). With it, and as
+    /// root, the pool scenario times the sandbox's create, pause and resume directly.
+    #[arg(skip)]
+    pub sandbox_launcher: Option<Vec<OsString>>,
 }
 
 impl Default for BenchArgs {
@@ -134,6 +144,7 @@ impl Default for BenchArgs {
             cold_actions: None,
             mixed_actions: 200,
             zipf_s: 1.0,
+            sandbox_launcher: None,
         }
     }
 }
@@ -150,6 +161,9 @@ pub(crate) struct Plan {
     pub trigger_reps: usize,
     pub pool_reps: usize,
     pub pool_idle_actions: usize,
+    /// Sandboxes created, and pause/resume cycles, in the pool scenario's direct measurement.
+    pub sandbox_creates: usize,
+    pub sandbox_pauses: usize,
     pub mixed_actions: usize,
     pub mixed_measure: Duration,
     pub mixed_connections: usize,
@@ -172,6 +186,8 @@ impl Plan {
             trigger_reps: if q { 5 } else { 100 },
             pool_reps: if q { 5 } else { 40 },
             pool_idle_actions: if q { 2 } else { 5 },
+            sandbox_creates: if q { 3 } else { 10 },
+            sandbox_pauses: if q { 5 } else { 50 },
             mixed_actions: args.mixed_actions.max(1),
             mixed_measure: if q {
                 Duration::from_secs(3)

@@ -128,6 +128,12 @@ pub fn render(report: &Report) -> String {
         );
         for (j, m) in series.iter().enumerate() {
             let color = COLORS[j % COLORS.len()];
+            // Past the palette (the pool panel has more series than colors), dashed lines.
+            let dash = if j >= COLORS.len() {
+                r#" stroke-dasharray="5 3""#
+            } else {
+                ""
+            };
             let pts: String = tail_points(&m.sorted_ms)
                 .into_iter()
                 .map(|(ms, q)| format!("{:.1},{:.1}", x_of(ms), y_of(q)))
@@ -135,7 +141,7 @@ pub fn render(report: &Report) -> String {
                 .join(" ");
             let _ = writeln!(
                 out,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>"#
+                r#"<polyline fill="none" stroke="{color}"{dash} stroke-width="1.5" points="{pts}"/>"#
             );
             let ly = y0 + TOP + 12.0 * j as f64 + 6.0;
             let p50 = m
@@ -145,7 +151,7 @@ pub fn render(report: &Report) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                r#"<line x1="{LEGEND_X}" y1="{ly:.1}" x2="{}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{}" y="{:.1}">{}</text>"#,
+                r#"<line x1="{LEGEND_X}" y1="{ly:.1}" x2="{}" y2="{ly:.1}" stroke="{color}"{dash} stroke-width="3"/><text x="{}" y="{:.1}">{}</text>"#,
                 LEGEND_X + 16.0,
                 LEGEND_X + 20.0,
                 ly + 4.0,

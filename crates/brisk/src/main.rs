@@ -51,6 +51,14 @@ fn brisk_sandbox_exec_arg() -> &'static std::ffi::OsStr {
     std::ffi::OsStr::new(SANDBOX_EXEC)
 }
 
+/// The command that runs this binary as the sandbox launcher.
+pub fn sandbox_launcher() -> std::io::Result<Vec<std::ffi::OsString>> {
+    Ok(vec![
+        std::env::current_exe()?.into_os_string(),
+        SANDBOX_EXEC.into(),
+    ])
+}
+
 /// `~/.brisk`, or `./.brisk` when there is no home directory.
 pub fn default_data_dir() -> PathBuf {
     std::env::var_os("HOME")
@@ -98,7 +106,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
-        Command::Bench(args) => runtime.block_on(brisk_bench::run(*args)),
+        Command::Bench(mut args) => {
+            // The pool scenario starts sandboxes of its own with the same launcher as serve.
+            args.sandbox_launcher = sandbox_launcher().ok();
+            runtime.block_on(brisk_bench::run(*args))
+        }
         Command::Client(command) => return cli::main(*command, cli.global, &runtime),
     };
     match result {

@@ -133,12 +133,9 @@ async fn container_factory(
         );
         return Ok(None);
     }
-    let exe =
-        std::env::current_exe().context("locate the brisk binary for the sandbox launcher")?;
-    let mut config = brisk_sandbox::SandboxConfig::new(
-        vec![exe.into_os_string(), crate::SANDBOX_EXEC.into()],
-        instance_name(data_dir),
-    );
+    let launcher =
+        crate::sandbox_launcher().context("locate the brisk binary for the sandbox launcher")?;
+    let mut config = brisk_sandbox::SandboxConfig::new(launcher, instance_name(data_dir));
     config.user_memory_mb = user_memory_mb;
     config.network = args.network;
     let factory = tokio::task::spawn_blocking(move || brisk_sandbox::SandboxFactory::new(config))

@@ -4,6 +4,7 @@
 mod cold;
 mod mixed;
 mod pool;
+pub(crate) mod sandbox;
 mod sequence;
 mod trigger;
 mod warm;
