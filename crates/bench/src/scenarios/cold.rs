@@ -2,14 +2,15 @@
 //! zygotes) and with a server started with `--prewarm false` (true cold). Reports end-to-end
 //! latency and the record's `initTime`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper::Method;
 
 use crate::api::{self, Kind, invoke_path};
 use crate::client::{Conn, Target, annotation};
-use crate::report::Scenario;
+use crate::procs::{FloorKind, FloorServer};
+use crate::report::{Pct, Scenario};
 use crate::stats::Samples;
 use crate::{Ctx, progress};
 
@@ -90,6 +91,52 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         }
     }
     server.stop().await;
+    // The floor of a cold start: a fresh interpreter running the same noop behind a bare HTTP
+    // server, from spawn to its first response. Interpreter start-up moves ~2× between runs on
+    // shared machines, so this says how far a true cold start is from the machine's own floor.
+    for kind in Kind::BOTH {
+        let l = kind.label();
+        progress(&format!("  floor cold {l}: {n} fresh processes"));
+        let floor = floor_starts(ctx, kind, n).await?;
+        let fp50 = s
+            .latency(&format!("floor cold {l} e2e"), &floor, 0)
+            .p(Pct::P50);
+        let tp50 = s
+            .metric(&format!("true cold {l} e2e"))
+            .and_then(|m| m.p(Pct::P50));
+        s.value(
+            &format!("true cold {l} over floor p50"),
+            "ms",
+            super::diff(tp50, fp50),
+        );
+    }
     s.note("stem = default server (prewarmed stem cells / zygotes); true cold = a second server with --prewarm false; e2e = blocking invoke as the client sees it; initTime from the activation record");
+    s.note("floor cold = a fresh bare Node `http` / Python `http.server` process running the same noop, from spawn to its first response (no sandbox, no platform); true cold over floor = the difference of the p50s");
     Ok(())
+}
+
+/// Spawn-to-first-response times of `n` fresh floor servers of `kind`.
+async fn floor_starts(ctx: &Ctx, kind: Kind, n: usize) -> anyhow::Result<Samples> {
+    let (fk, interp) = match kind {
+        Kind::Node => (FloorKind::Node, &ctx.args.node),
+        Kind::Python => (FloorKind::Python, &ctx.args.python),
+    };
+    let mut out = Samples::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let server = FloorServer::start(fk, interp).await?;
+        let target = Target::new(&server.apihost, None)?;
+        let mut c = Conn::connect(&target).await?;
+        let reply = c.request(Method::POST, "/", Some("{}".into())).await?;
+        anyhow::ensure!(
+            reply.status.is_success(),
+            "the {kind:?} floor answered HTTP {}",
+            reply.status
+        );
+        out.push(t0.elapsed());
+        drop(c);
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(out)
 }
