@@ -275,6 +275,7 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
     };
 
     let prefix = format!("bench{:08x}", rand::random::<u32>());
+    let cpu_start = cpu_times();
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -283,6 +284,7 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         duration_s: 0.0,
         loadavg_start: loadavg(),
         loadavg_end: None,
+        cpu_steal: None,
         apihost: args.apihost.clone(),
         brisk_bin: bin.display().to_string(),
         scenarios: Vec::new(),
@@ -340,6 +342,9 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
     }
     report.duration_s = started.elapsed().as_secs_f64();
     report.loadavg_end = loadavg();
+    report.cpu_steal = cpu_start
+        .zip(cpu_times())
+        .and_then(|(a, b)| steal_fraction(a, b));
     report.targets = targets::check(&report);
 
     println!("{}", report.table());
@@ -361,6 +366,31 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
         bail!("scenarios failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Total and stolen CPU time (ticks) of the machine, from the `cpu` line of `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    parse_cpu_line(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// `(total, steal)` from `cpu  user nice system idle iowait irq softirq steal guest guest_nice`;
+/// guest time is already counted in user time, so it is not added again.
+fn parse_cpu_line(stat: &str) -> Option<(u64, u64)> {
+    let fields: Vec<u64> = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields.iter().sum(), fields[7]))
+}
+
+/// Share of the CPU time between two [`cpu_times`] readings that was stolen.
+fn steal_fraction(start: (u64, u64), end: (u64, u64)) -> Option<f64> {
+    let total = end.0.checked_sub(start.0).filter(|t| *t > 0)?;
+    Some(end.1.saturating_sub(start.1) as f64 / total as f64)
 }
 
 /// The 1, 5 and 15 minute load averages.
@@ -397,6 +427,18 @@ mod tests {
     use clap::{Parser, Subcommand};
 
     use super::*;
+
+    #[test]
+    fn cpu_steal_comes_from_the_cpu_line_of_proc_stat() {
+        let a = parse_cpu_line("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n");
+        assert_eq!(a, Some((1000, 35)));
+        let b = parse_cpu_line("cpu  200 0 100 1500 10 0 5 185 7 0\n");
+        assert_eq!(b, Some((2000, 185)));
+        assert_eq!(steal_fraction(a.unwrap(), b.unwrap()), Some(0.15));
+        assert_eq!(steal_fraction((5, 1), (5, 1)), None);
+        assert_eq!(parse_cpu_line("cpu0 1 2 3\n"), None);
+        assert!(cpu_times().is_some_and(|(total, steal)| total >= steal));
+    }
 
     /// Shaped like `brisk`: global `--apihost`/`--auth` for the client commands, and `bench`.
     #[derive(Parser)]

@@ -19,6 +19,10 @@ pub struct Report {
     /// `/proc/loadavg` at the start and the end: other work on a shared machine skews a run.
     pub loadavg_start: Option<String>,
     pub loadavg_end: Option<String>,
+    /// Share of the machine's CPU time the hypervisor gave to other guests during the run
+    /// (`steal` in `/proc/stat`): on a virtual machine this is the noise that moves absolute
+    /// numbers between runs.
+    pub cpu_steal: Option<f64>,
     pub apihost: Option<String>,
     pub brisk_bin: String,
     pub scenarios: Vec<Scenario>,
@@ -181,12 +185,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "brisk bench: {} cores, {}{:.0} s, load average {} at start, {} at end",
+            "brisk bench: {} cores, {}{:.0} s, load average {} at start, {} at end, CPU stolen by the hypervisor {}",
             self.cores,
             if self.quick { "quick run, " } else { "" },
             self.duration_s,
             self.loadavg_start.as_deref().unwrap_or("?"),
             self.loadavg_end.as_deref().unwrap_or("?"),
+            self.cpu_steal
+                .map_or("?".to_string(), |f| format!("{:.1}%", f * 100.0)),
         );
         for s in &self.scenarios {
             let _ = writeln!(out, "\n== {} ==", s.name);
@@ -312,6 +318,7 @@ pub(crate) mod tests {
             duration_s: 2.0,
             loadavg_start: None,
             loadavg_end: None,
+            cpu_steal: Some(0.05),
             apihost: None,
             brisk_bin: "/bin/brisk".into(),
             scenarios: vec![warm],
@@ -328,6 +335,7 @@ pub(crate) mod tests {
         let r = sample_report();
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["cores"], 2);
+        assert_eq!(v["cpu_steal"], 0.05);
         assert_eq!(v["command"], "brisk bench --quick");
         let m = &v["scenarios"][0]["metrics"];
         assert_eq!(m[0]["name"], "brisk node <noop>");
