@@ -279,13 +279,18 @@ async fn a_burst_for_a_concurrent_action_shares_the_first_container() {
     f.inv.shutdown().await;
 }
 
+/// An invoker without stem cells and with `slots` CPU slots (0 = no limit).
+async fn with_cpu_slots(slots: u32) -> Fixture {
+    invoker(|c| {
+        c.prewarm = false;
+        c.cpu_slots = slots;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_short_action_beyond_its_cpu_slots_waits_for_its_busy_containers() {
-    let f = invoker(|c| {
-        c.prewarm = false;
-        c.cpu_slots = 2;
-    })
-    .await;
+    let f = with_cpu_slots(2).await;
     let a = echo("short");
     // Two containers (nothing measured yet, so a burst starts one per activation), then warm
     // runs that show the action is short.
@@ -317,11 +322,7 @@ async fn a_short_action_beyond_its_cpu_slots_waits_for_its_busy_containers() {
 
 #[tokio::test]
 async fn without_cpu_slots_a_burst_of_a_short_action_gets_a_container_each() {
-    let f = invoker(|c| {
-        c.prewarm = false;
-        c.cpu_slots = 0;
-    })
-    .await;
+    let f = with_cpu_slots(0).await;
     let a = echo("unlimited");
     for i in 0..3 {
         f.inv.run(job(&a, json!({"warm": i}))).await;
