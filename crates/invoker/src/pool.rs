@@ -109,6 +109,9 @@ pub struct Demand<'a> {
     /// Whether waiting for a busy container of the key is allowed (not after such a wait
     /// timed out).
     pub await_busy: bool,
+    /// The activation was just woken from such a wait: it may take the container that was
+    /// given back, ahead of activations that arrived since.
+    pub busy_turn: bool,
 }
 
 /// Runs shorter than this (a container's recent warm `/run` exchanges, biased towards the
@@ -122,6 +125,15 @@ pub const MAX_EXPECTED_WAIT_US: u64 = 50_000;
 /// Longest one wait for a busy container lasts (should every busy run of the action stall)
 /// before the activation places as usual (an idle or new container).
 pub const BUSY_WAIT: Duration = Duration::from_millis(200);
+
+/// Activations of one short action waiting for its busy containers.
+#[derive(Debug, Default)]
+pub struct BusyWaiters {
+    pub queue: VecDeque<oneshot::Sender<()>>,
+    /// Woken because a container was given back, and not yet placed again: the container is
+    /// theirs, not a newcomer's.
+    pub woken: u32,
+}
 
 /// Containers of one key starting for actions with `concurrency` > 1, and the activations
 /// waiting for them. Until its `/init` completes a container takes one activation; the others
@@ -157,7 +169,7 @@ pub struct PoolState<C> {
     /// CPU-bound runs any sooner, and every extra one costs wake-ups and cache.
     pub cpu_slots: u32,
     /// Activations waiting for a busy container of their (short) action, per key.
-    pub busy_waiters: std::collections::HashMap<PoolKey, VecDeque<oneshot::Sender<()>>>,
+    pub busy_waiters: std::collections::HashMap<PoolKey, BusyWaiters>,
     next_id: u64,
 }
 
@@ -187,18 +199,22 @@ impl<C: Clone> PoolState<C> {
     /// Steps 1–5 of the placement order. `retry` is true for a woken waiter, which may take
     /// capacity even while others wait behind it.
     pub fn place(&mut self, d: &Demand<'_>, retry: bool, now: Instant) -> Placement<C> {
-        if d.concurrency == 1 && d.await_busy && self.saturated_short(d.key) {
-            let (tx, rx) = oneshot::channel();
-            let waiters = self.busy_waiters.entry(*d.key).or_default();
-            if retry {
-                waiters.push_front(tx);
-            } else {
-                waiters.push_back(tx);
-            }
-            return Placement::AwaitBusy(rx);
+        // Activations of a short action wait in order: a new one queues behind those already
+        // waiting, a woken one gets the container that was given back (or waits at the front).
+        let wait_busy = d.concurrency == 1 && d.await_busy;
+        if d.busy_turn
+            && let Some(w) = self.busy_waiters.get_mut(d.key)
+        {
+            w.woken = w.woken.saturating_sub(1);
+        }
+        if wait_busy && !d.busy_turn && self.saturated_short(d.key) {
+            return self.await_busy(d.key, false);
         }
         if let Some(p) = self.take_warm(d, now) {
             return p;
+        }
+        if wait_busy && d.busy_turn && self.saturated_short(d.key) {
+            return self.await_busy(d.key, true);
         }
         if d.concurrency > 1
             && d.await_start
@@ -234,11 +250,30 @@ impl<C: Clone> PoolState<C> {
         Placement::Queued(rx)
     }
 
+    fn await_busy(&mut self, key: &PoolKey, front: bool) -> Placement<C> {
+        let (tx, rx) = oneshot::channel();
+        let waiters = &mut self.busy_waiters.entry(*key).or_default().queue;
+        if front {
+            waiters.push_front(tx);
+        } else {
+            waiters.push_back(tx);
+        }
+        Placement::AwaitBusy(rx)
+    }
+
     /// Whether an activation of `key` should wait for one of its busy containers: the action
     /// is short (the fastest of its containers' recent run times is under [`SHORT_RUN_US`]), at
-    /// least [`Self::cpu_slots`] of its containers are busy, and the expected wait is under
-    /// [`MAX_EXPECTED_WAIT_US`].
-    fn saturated_short(&self, key: &PoolKey) -> bool {
+    /// least [`Self::cpu_slots`] of its containers are busy (or some are busy and others
+    /// already wait for them), and the expected wait is under [`MAX_EXPECTED_WAIT_US`].
+    fn saturated_short(&mut self, key: &PoolKey) -> bool {
+        // Waiters that gave up (their wait timed out) no longer count.
+        let (waiting, woken) = match self.busy_waiters.get_mut(key) {
+            Some(w) => {
+                w.queue.retain(|tx| !tx.is_closed());
+                (w.queue.len() as u64, u64::from(w.woken))
+            }
+            None => (0, 0),
+        };
         let mut busy = 0;
         let mut fastest = u32::MAX;
         for e in &self.entries {
@@ -253,10 +288,10 @@ impl<C: Clone> PoolState<C> {
                 busy += u32::from(*b > 0);
             }
         }
-        if fastest >= SHORT_RUN_US || busy < self.cpu_slots.max(1) {
+        let full = busy >= self.cpu_slots.max(1) || (busy > 0 && waiting + woken > 0);
+        if fastest >= SHORT_RUN_US || !full {
             return false;
         }
-        let waiting = self.busy_waiters.get(key).map_or(0, VecDeque::len) as u64;
         (waiting + 1) * u64::from(fastest) / u64::from(busy) < MAX_EXPECTED_WAIT_US
     }
 
@@ -265,12 +300,13 @@ impl<C: Clone> PoolState<C> {
         let Some(waiters) = self.busy_waiters.get_mut(key) else {
             return;
         };
-        while let Some(tx) = waiters.pop_front() {
+        while let Some(tx) = waiters.queue.pop_front() {
             if tx.send(()).is_ok() {
+                waiters.woken += 1;
                 break;
             }
         }
-        if waiters.is_empty() {
+        if waiters.queue.is_empty() && waiters.woken == 0 {
             self.busy_waiters.remove(key);
         }
     }
@@ -614,6 +650,7 @@ mod tests {
             concurrency: 1,
             await_start: true,
             await_busy: true,
+            busy_turn: false,
         }
     }
 
@@ -730,19 +767,29 @@ mod tests {
             .id;
         p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
         assert!(rx.try_recv().is_ok());
-        take(&mut p, &d);
+        // The container given back is the woken activation's: one that arrives now queues
+        // behind it even though only one container is busy.
+        let Placement::AwaitBusy(mut later) = p.place(&d, false, Instant::now()) else {
+            panic!("a newcomer must not overtake a woken waiter");
+        };
+        let woken = Demand {
+            busy_turn: true,
+            ..d.clone()
+        };
+        take(&mut p, &woken);
         // After a timed-out wait it places as usual.
         let impatient = Demand {
             await_busy: false,
             ..d.clone()
         };
         take(&mut p, &impatient);
-        // A container leaving the pool wakes a waiter too.
-        let Placement::AwaitBusy(mut rx) = p.place(&d, false, Instant::now()) else {
+        // A container leaving the pool wakes a waiter too, the first in line.
+        let Placement::AwaitBusy(mut last) = p.place(&d, false, Instant::now()) else {
             panic!("expected a wait for a busy container");
         };
         assert!(p.remove(id).is_some());
-        assert!(rx.try_recv().is_ok());
+        assert!(later.try_recv().is_ok());
+        assert!(last.try_recv().is_err());
     }
 
     #[test]

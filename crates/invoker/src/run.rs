@@ -109,6 +109,7 @@ impl Invoker {
             concurrency: job.action.limits.concurrency,
             await_start: false,
             await_busy: false,
+            busy_turn: false,
         };
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -232,6 +233,7 @@ impl Invoker {
             concurrency: job.action.limits.concurrency,
             await_start: true,
             await_busy: true,
+            busy_turn: false,
         };
         let mut retry = false;
         let mut attempts = 0;
@@ -244,6 +246,7 @@ impl Invoker {
             let placement = {
                 let mut p = self.pool.lock();
                 let pl = p.place(&demand, retry, std::time::Instant::now());
+                demand.busy_turn = false;
                 if retry && !matches!(pl, Placement::Queued(_)) && !p.queue.is_empty() {
                     p.wake_one();
                 }
@@ -339,13 +342,21 @@ impl Invoker {
                     }
                     retry = true;
                 }
-                Placement::AwaitBusy(rx) => {
+                Placement::AwaitBusy(mut rx) => {
                     // Woken when a container of the action is given back; after BUSY_WAIT,
                     // place like any activation (an idle or new container).
-                    if tokio::time::timeout(crate::pool::BUSY_WAIT, rx)
-                        .await
-                        .is_err()
-                    {
+                    let woken = match tokio::time::timeout(crate::pool::BUSY_WAIT, &mut rx).await {
+                        Ok(r) => r.is_ok(),
+                        Err(_) => {
+                            // A wake-up may have crossed the timeout: closing first makes any
+                            // later one fail, so a container given back is never lost.
+                            rx.close();
+                            rx.try_recv().is_ok()
+                        }
+                    };
+                    if woken {
+                        demand.busy_turn = true;
+                    } else {
                         demand.await_busy = false;
                     }
                     // Not a woken waiter of the full pool's queue: no place ahead of it.

@@ -199,6 +199,7 @@ mod tests {
             concurrency: 1,
             await_start: true,
             await_busy: true,
+            busy_turn: false,
         }
     }
 
