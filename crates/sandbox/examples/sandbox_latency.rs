@@ -2,7 +2,7 @@
 //! and a Python proxy take from nothing to the first `/run`.
 //!
 //! ```sh
-//! cargo run --release -p brisk-sandbox --example bench   # as root
+//! cargo run --release -p brisk-sandbox --example sandbox_latency   # as root
 //! ```
 
 use std::ffi::OsString;

@@ -1,7 +1,7 @@
 //! Latency of `Invoker::run` with the real proxies: warm runs, stem-cell hits and cold starts.
 //!
 //! ```text
-//! cargo run --release -p brisk-invoker --example bench [-- <warm iterations>]
+//! cargo run --release -p brisk-invoker --example run_latency [-- <warm iterations>]
 //! ```
 
 use std::sync::Arc;
