@@ -54,8 +54,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BRISK_IDLE_TIMEOUT_S", default_value_t = 600)]
     pub idle_timeout_s: u64,
     /// Containers of one short action (warm runs under 2 ms) that run at once before its
-    /// further activations wait up to 20 ms for one of them instead of starting more
-    /// (default: twice the CPU cores; 0 = no limit).
+    /// further activations wait for one of them instead of starting more, while the expected
+    /// wait stays under 50 ms (default: twice the CPU cores; 0 = no limit).
     #[arg(long, env = "BRISK_CPU_SLOTS")]
     pub cpu_slots: Option<u32>,
     /// How action containers are isolated: `sandbox` (Linux namespaces, cgroups, seccomp; needs

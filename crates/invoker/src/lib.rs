@@ -25,6 +25,7 @@ mod runtime;
 mod stems;
 mod zip;
 
+pub use client::ProxyClient;
 pub use config::{InvokerConfig, default_user_memory_mb};
 pub use container::{Container, ContainerFactory, ContainerOutput, ContainerSpec, NetworkPolicy};
 pub use error::{Error, Result};

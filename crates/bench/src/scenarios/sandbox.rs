@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec, NetworkPolicy};
+use brisk_invoker::{
+    Container, ContainerFactory, ContainerOutput, ContainerSpec, NetworkPolicy, ProxyClient,
+};
 use brisk_model::RuntimeManifest;
 use brisk_sandbox::{SandboxConfig, SandboxFactory};
 use tokio::io::AsyncReadExt;
-use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
 use crate::report::Scenario;
@@ -34,8 +35,6 @@ const NODE_PROXY: &str = include_str!("../../../invoker/runtimes/node/proxy.js")
 /// The kind whose manifest entry gives the interpreter options and the memory limit.
 const KIND: &str = "nodejs:default";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// Between connection attempts while the proxy starts (the invoker's own retry is similar).
-const CONNECT_RETRY: Duration = Duration::from_micros(200);
 /// Before the first create: the factory's network namespace pool fills, as a server's has long
 /// before its first cold start.
 const POOL_FILL: Duration = Duration::from_millis(200);
@@ -227,20 +226,13 @@ async fn pause_resume(c: &dyn Container, n: usize, m: &mut Measured) -> anyhow::
     Ok(())
 }
 
-/// Polls until the proxy accepts a connection, like the invoker does after a create.
+/// Waits until the proxy accepts a connection, with the invoker's own client and retry.
 async fn wait_ready(c: &dyn Container, started: Instant) -> anyhow::Result<()> {
-    loop {
-        match UnixStream::connect(c.socket_path()).await {
-            Ok(_) => return Ok(()),
-            Err(_) if c.has_exited() => bail!("the runtime proxy exited before it was ready"),
-            Err(e) if started.elapsed() > READY_TIMEOUT => bail!(
-                "the runtime proxy did not listen on {} within {} s: {e}",
-                c.socket_path().display(),
-                READY_TIMEOUT.as_secs()
-            ),
-            Err(_) => tokio::time::sleep(CONNECT_RETRY).await,
-        }
-    }
+    let deadline = tokio::time::Instant::from_std(started + READY_TIMEOUT);
+    ProxyClient::new(c.socket_path(), c.name())
+        .wait_ready(deadline, || c.has_exited())
+        .await
+        .context("wait for the runtime proxy")
 }
 
 /// Reads both streams until the container is gone (a full pipe would stall the proxy); returns

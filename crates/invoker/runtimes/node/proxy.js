@@ -499,12 +499,10 @@ async function handleRun(msg, res) {
 
 const MAX_HEAD = 64 * 1024;
 const REASONS = {
-  100: 'Continue',
   200: 'OK',
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',
-  413: 'Payload Too Large',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -557,7 +555,7 @@ function refuse(conn, status, text) {
   new Reply(conn, true).send(status, JSON.stringify({ error: text }));
 }
 
-// The head of a request: `null` while incomplete, or `{ error: [status, text] }`.
+// The head of a request ending at `end` (its blank line), or `{ error: [status, text] }`.
 function parseHead(buf, end) {
   const lines = buf.latin1Slice(0, end).split('\r\n');
   const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0]);
