@@ -75,16 +75,17 @@ async fn idle_containers_are_paused_then_resumed() {
     let first = f.inv.run(job(&a, json!({}))).await;
     let pid = result(&first)["pid"].as_i64().unwrap();
     eventually("container paused", || f.inv.stats().paused == 1).await;
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let state = state
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    assert_eq!(state, "T", "the proxy process is stopped");
+    // The pool counts the container paused as it starts pausing it, and a stop signal takes
+    // effect after `kill` returns: the process is seen stopped a moment later.
+    eventually("proxy process stopped", || {
+        proc_state(pid as i32).as_deref() == Some("T")
+    })
+    .await;
+    assert_eq!(
+        proc_state(pid as i32).as_deref(),
+        Some("T"),
+        "the proxy process is stopped"
+    );
     let again = f.inv.run(job(&a, json!({}))).await;
     assert_eq!(again.response.status_code, StatusCode::Success);
     assert_eq!(result(&again)["pid"].as_i64(), Some(pid));
