@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 const ROOT: &str = "/sys/fs/cgroup";
 /// v1 controllers a container gets a directory in.
 const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "freezer"];
+/// An empty v1 freezer cgroup in each instance directory that stays frozen (see
+/// [`Hierarchy::prepare`]); not a container.
+pub const FREEZER_ANCHOR: &str = "_frozen";
 
 /// Which cgroup layout the machine has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +94,30 @@ impl Hierarchy {
         for d in self.instance_dirs(instance) {
             fs::create_dir_all(&d).map_err(|e| Error::io("create cgroup", &d, e))?;
         }
+        // The v1 freezer switches a global static key on when a first cgroup starts freezing
+        // and off when the last one thaws, and each switch patches kernel text on every CPU:
+        // 0.1-0.2 ms more for a pause or a resume while no other container is paused
+        // (measured here). An empty cgroup that stays frozen keeps the key on. Only a cost
+        // when it fails, so it is not an error.
+        if let Some(anchor) = self.freezer_anchor(instance) {
+            let made = mkdir(&anchor).and_then(|()| write(&anchor.join("freezer.state"), "FROZEN"));
+            if let Err(e) = made {
+                tracing::debug!(error = %e, "no frozen freezer anchor");
+            }
+        }
         Ok(())
+    }
+
+    /// The frozen anchor cgroup of `instance` (v1 only).
+    fn freezer_anchor(&self, instance: &str) -> Option<PathBuf> {
+        match self {
+            Hierarchy::V1 { root, .. } => Some(
+                root.join("freezer/brisk")
+                    .join(instance)
+                    .join(FREEZER_ANCHOR),
+            ),
+            Hierarchy::V2 { .. } => None,
+        }
     }
 
     /// Creates a container's cgroup with its limits.
@@ -141,7 +167,7 @@ impl Hierarchy {
         for d in self.instance_dirs(instance) {
             if let Ok(entries) = fs::read_dir(&d) {
                 for e in entries.flatten() {
-                    if e.path().is_dir() {
+                    if e.path().is_dir() && e.file_name() != FREEZER_ANCHOR {
                         names.insert(e.file_name());
                     }
                 }
@@ -166,6 +192,10 @@ impl Hierarchy {
 
     /// Removes the (empty) instance directories.
     pub fn remove_instance(&self, instance: &str) {
+        if let Some(anchor) = self.freezer_anchor(instance) {
+            let _ = fs::write(anchor.join("freezer.state"), "THAWED");
+            let _ = fs::remove_dir(&anchor);
+        }
         for d in self.instance_dirs(instance) {
             let _ = fs::remove_dir(&d);
             if let Some(parent) = d.parent() {
@@ -559,6 +589,48 @@ mod tests {
         assert!(cg.wait_empty(Duration::from_secs(5)));
         cg.remove();
         assert!(!dir.exists());
+    }
+
+    /// On v1 each instance keeps an empty frozen cgroup (so pauses and resumes never switch
+    /// the freezer's static key); it is not a container for cleanup, and it goes with the
+    /// instance.
+    #[test]
+    fn v1_instances_keep_a_frozen_anchor() {
+        let Ok(h @ Hierarchy::V1 { .. }) = Hierarchy::detect() else {
+            eprintln!("SKIP: no cgroup v1 hierarchy");
+            return;
+        };
+        let instance = format!("unit-anchor-{}", std::process::id());
+        h.prepare(&instance).unwrap();
+        let anchor = h.freezer_anchor(&instance).unwrap();
+        let state = fs::read_to_string(anchor.join("freezer.state")).unwrap();
+        assert_eq!(state.trim(), "FROZEN");
+        assert_eq!(
+            h.cleanup_instance(&instance),
+            0,
+            "the anchor is no leftover container"
+        );
+        assert!(anchor.exists());
+        // A container of the instance freezes and thaws as before.
+        let cg = h
+            .create(
+                &instance,
+                "c1",
+                Limits {
+                    memory_bytes: 64 << 20,
+                    pids_max: 16,
+                    cpu_shares: 1024,
+                },
+            )
+            .unwrap();
+        cg.freeze().unwrap();
+        cg.thaw().unwrap();
+        let state = fs::read_to_string(cg.dir("freezer").join("freezer.state")).unwrap();
+        assert_eq!(state.trim(), "THAWED");
+        cg.remove();
+        h.remove_instance(&instance);
+        assert!(!anchor.exists());
+        assert!(h.instance_dirs(&instance).iter().all(|d| !d.exists()));
     }
 
     #[test]

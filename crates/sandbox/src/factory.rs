@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec};
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
 
 use crate::cgroup::{Cgroup, Hierarchy, Limits};
 use crate::config::{NetworkPolicy, SandboxConfig, cpu_shares};
@@ -232,7 +233,7 @@ impl SandboxFactory {
             dir: spec.dir.clone(),
             socket: spec.socket_path(),
             cgroup,
-            child: Mutex::new(None),
+            launcher: None,
             netns: Mutex::new(netns),
             pool,
             factory: self.inner.clone(),
@@ -254,8 +255,8 @@ impl SandboxFactory {
             return Err(brisk_invoker::Error::ExitedBeforeReady(spec.name.clone()));
         };
         let launcher_pid = child.id().map(|p| p as i32);
-        *container.child.lock() = Some(child);
         let mut container = container;
+        container.launcher = Some(Launcher::watch(child, launcher_pid));
         if let Some(pid) = launcher_pid {
             container.socket = socket_via(pid as u32, spec);
         }
@@ -367,8 +368,8 @@ impl Inner {
             return;
         }
         let live: Vec<(Cgroup, Option<i32>)> = self.live.lock().drain().map(|(_, v)| v).collect();
-        // Spare the launchers: each reaps its sandbox's init and exits (a zombie of ours until
-        // its container is destroyed or dropped), so the host's init inherits nothing.
+        // Spare the launchers: each reaps its sandbox's init and exits (and its watcher task
+        // reaps it), so the host's init inherits nothing.
         for (cg, launcher) in &live {
             cg.kill_except(*launcher);
         }
@@ -544,7 +545,8 @@ pub struct SandboxContainer {
     dir: PathBuf,
     socket: PathBuf,
     cgroup: Cgroup,
-    child: Mutex<Option<Child>>,
+    /// The launcher process, watched by a task of its own (`None` only while being created).
+    launcher: Option<Launcher>,
     netns: Mutex<Option<Netns>>,
     /// Where the namespace goes back to.
     pool: Arc<NetnsPool>,
@@ -580,12 +582,65 @@ impl SandboxContainer {
 
     /// Waits for the launcher to exit and returns its exit code (128 + signal when killed).
     pub async fn wait(&self) -> Option<i32> {
-        use std::os::unix::process::ExitStatusExt;
-        let child = self.child.lock().take();
-        let mut child = child?;
-        let status = child.wait().await.ok();
-        *self.child.lock() = Some(child);
-        status.and_then(|s| s.code().or_else(|| s.signal().map(|sig| 128 + sig)))
+        self.launcher.as_ref()?.wait().await
+    }
+}
+
+/// How the launcher ended: its exit code (128 + signal when killed), `None` when it could not
+/// be reaped.
+#[derive(Debug, Clone, Copy)]
+struct Exit(Option<i32>);
+
+/// The launcher, owned by a task that reaps it the moment it exits (tokio's child reaper wakes
+/// the task on SIGCHLD). Whether it exited is then a flag: a run asks before every `/run`, and
+/// a `waitpid` under a lock there made concurrent runs of one container queue and spin.
+struct Launcher {
+    pid: Option<i32>,
+    exit: watch::Receiver<Option<Exit>>,
+    /// Asks the task to SIGKILL the launcher; dropping it does the same (kill on drop).
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Launcher {
+    fn watch(mut child: Child, pid: Option<i32>) -> Self {
+        let (exit_tx, exit) = watch::channel(None);
+        let (kill, kill_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                // A kill request, or the container dropped without a destroy.
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let code = status.ok().and_then(|s| {
+                use std::os::unix::process::ExitStatusExt;
+                s.code().or_else(|| s.signal().map(|sig| 128 + sig))
+            });
+            let _ = exit_tx.send(Some(Exit(code)));
+        });
+        Self {
+            pid,
+            exit,
+            kill: Mutex::new(Some(kill)),
+        }
+    }
+
+    fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    async fn wait(&self) -> Option<i32> {
+        let mut rx = self.exit.clone();
+        let exit = rx.wait_for(Option::is_some).await.ok()?.map(|e| e.0);
+        exit.flatten()
+    }
+
+    fn kill(&self) {
+        if let Some(tx) = self.kill.lock().take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -625,10 +680,7 @@ impl Container for SandboxContainer {
     }
 
     fn has_exited(&self) -> bool {
-        match self.child.lock().as_mut() {
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
-            None => true,
-        }
+        self.launcher.as_ref().is_none_or(Launcher::has_exited)
     }
 
     /// Writes the freezer state directly: two small sysfs writes (~0.1 ms) cost less than a
@@ -651,19 +703,18 @@ impl Container for SandboxContainer {
         }
         // Kill everything but the launcher: it reaps the sandbox's init (whose death ends the
         // pid namespace) and exits, and we reap it, so no zombie is left behind.
-        let child = self.child.lock().take();
-        let spare = child.as_ref().and_then(Child::id).map(|p| p as i32);
+        let spare = self.launcher.as_ref().and_then(|l| l.pid);
         let cg = self.cgroup.clone();
         let _ = tokio::task::spawn_blocking(move || cg.kill_except(spare)).await;
-        if let Some(mut child) = child {
-            if tokio::time::timeout(LAUNCHER_EXIT, child.wait())
+        if let Some(launcher) = &self.launcher {
+            if tokio::time::timeout(LAUNCHER_EXIT, launcher.wait())
                 .await
                 .is_err()
             {
-                let _ = child.start_kill();
+                launcher.kill();
             }
-            if let Err(e) = child.wait().await {
-                tracing::warn!(container = %self.name, error = %e, "reap sandbox launcher");
+            if launcher.wait().await.is_none() {
+                tracing::warn!(container = %self.name, "sandbox launcher could not be reaped");
             }
         }
         let (cg, factory, name) = (self.cgroup.clone(), self.factory.clone(), self.name.clone());

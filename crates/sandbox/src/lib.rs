@@ -23,7 +23,7 @@ mod netns;
 mod seccomp;
 mod spec;
 
-pub use cgroup::{Cgroup, Hierarchy};
+pub use cgroup::{Cgroup, FREEZER_ANCHOR, Hierarchy};
 pub use config::{NetworkPolicy, SandboxConfig, cpu_shares, default_ro_paths};
 pub use error::{Error, Result};
 pub use factory::{SandboxContainer, SandboxFactory};

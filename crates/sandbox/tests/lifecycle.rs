@@ -34,6 +34,7 @@ fn instance_cgroups(f: &SandboxFactory, instance: &str) -> Vec<PathBuf> {
         .instance_dirs(instance)
         .into_iter()
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_name() != brisk_sandbox::FREEZER_ANCHOR)
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect()
@@ -129,5 +130,37 @@ async fn next_start_cleans_up_after_a_crash() {
         instance,
     };
     assert_eq!(f.run("after", "/bin/sh", "echo x=1").await.get("x"), "1");
+    f.factory.shutdown().await;
+}
+
+/// A container knows its launcher exited without asking the kernel on every run: the flag is
+/// set as the launcher is reaped, and `wait` reports the runtime's exit status.
+#[tokio::test]
+async fn an_exited_container_is_seen_as_exited() {
+    let f = fixture("exited");
+    let (c, _out) = f.start("a", "/bin/sh", "sleep 0.3; exit 3", 64).await;
+    assert!(!c.has_exited(), "exited while its runtime still sleeps");
+    assert_eq!(c.wait().await, Some(3));
+    assert!(c.has_exited());
+    c.destroy().await;
+    assert!(c.cgroup().is_removed());
+    f.factory.shutdown().await;
+}
+
+/// Dropping a container without destroying it still kills its launcher (and with it the
+/// sandbox's pid namespace).
+#[tokio::test]
+async fn a_dropped_container_does_not_outlive_its_handle() {
+    let f = fixture("dropped");
+    let (c, _out) = f.start("a", "/bin/sh", LINGER, 64).await;
+    let pids = wait_for_pids(&c, 5).await;
+    drop(c);
+    for _ in 0..500 {
+        if alive(&pids).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(alive(&pids), Vec::<i32>::new());
     f.factory.shutdown().await;
 }
