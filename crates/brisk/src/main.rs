@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// The server allocates and frees many small objects per request (headers, JSON values,
-/// records); mimalloc's thread-local free lists cost a fraction of glibc malloc's there.
+/// records); mimalloc's thread-local free lists cost a fraction of glibc malloc's there. Its
+/// 2.x line (feature `v2`) was faster here than 3.x (see ARCHITECTURE.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
