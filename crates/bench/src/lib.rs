@@ -122,8 +122,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "S", default_value_t = 1.0)]
     pub zipf_s: f64,
     /// Program and leading arguments that run the sandbox launcher, as `brisk serve` uses them
-    /// (set by the `brisk` binary: itself and its hidden launcher argument). With it, and as
-    /// root, the pool scenario times the sandbox's create, pause and resume directly.
+    /// (set by the `brisk` binary: `brisk-launcher` beside it, or itself and its hidden
+    /// launcher argument). With it, and as root, the pool scenario times the sandbox's create,
+    /// pause and resume directly.
     #[arg(skip)]
     pub sandbox_launcher: Option<Vec<OsString>>,
 }
