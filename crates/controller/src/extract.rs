@@ -8,36 +8,43 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
 
-/// Query parameters as a map (last value wins).
+/// Query parameters in request order; a name given twice takes its last value. A list, not a
+/// hash map: a query holds a handful of parameters, and every invoke parses one.
 #[derive(Debug, Default, Clone)]
-pub struct QueryMap(pub HashMap<String, String>);
+pub struct QueryMap(Vec<(String, String)>);
 
 impl QueryMap {
     pub fn parse(raw: Option<&str>) -> Self {
-        let mut m = HashMap::new();
-        if let Some(raw) = raw {
-            for (k, v) in form_urlencoded_pairs(raw) {
-                m.insert(k, v);
-            }
-        }
-        Self(m)
+        Self(raw.map(form_urlencoded_pairs).unwrap_or_default())
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every parameter once, with its last value.
+    pub fn into_last_values(self) -> HashMap<String, String> {
+        self.0.into_iter().collect()
     }
 
     /// A boolean parameter (`true/false/yes/no/on/off/1/0`), `default` when absent.
     pub fn flag(&self, k: &str, default: bool) -> ApiResult<bool> {
-        match self.get(k) {
-            None => Ok(default),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" | "1" => Ok(true),
-                "false" | "no" | "off" | "0" => Ok(false),
-                _ => Err(ApiError::bad(format!(
-                    "The request's query parameter '{k}' was malformed: '{v}' is not a valid Boolean value"
-                ))),
-            },
+        let Some(v) = self.get(k) else {
+            return Ok(default);
+        };
+        let is = |words: [&str; 4]| words.iter().any(|w| v.eq_ignore_ascii_case(w));
+        if is(["true", "yes", "on", "1"]) {
+            Ok(true)
+        } else if is(["false", "no", "off", "0"]) {
+            Ok(false)
+        } else {
+            Err(ApiError::bad(format!(
+                "The request's query parameter '{k}' was malformed: '{v}' is not a valid Boolean value"
+            )))
         }
     }
 }
@@ -54,6 +61,9 @@ fn form_urlencoded_pairs(raw: &str) -> Vec<(String, String)> {
 }
 
 pub fn percent_decode(s: &str) -> String {
+    if !s.contains(['%', '+']) {
+        return s.to_owned();
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -198,7 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_take_their_last_value() {
+        let q = QueryMap::parse(Some("blocking=true&result=YES&x=1&x=2&flag=maybe&&empty"));
+        assert_eq!(q.flag("blocking", false).unwrap(), true);
+        assert_eq!(q.flag("result", false).unwrap(), true);
+        assert_eq!(q.flag("absent", true).unwrap(), true);
+        assert_eq!(q.get("x"), Some("2"));
+        assert_eq!(q.get("empty"), Some(""));
+        assert_eq!(
+            q.flag("flag", false).unwrap_err().to_string(),
+            "The request's query parameter 'flag' was malformed: 'maybe' is not a valid Boolean value"
+        );
+        let all = q.into_last_values();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all["x"], "2");
+        assert_eq!(QueryMap::parse(None).get("x"), None);
+    }
+
+    #[test]
     fn percent_decoding() {
+        assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("a%20b+c"), "a b c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%e2%9d%84"), "❄");

@@ -100,13 +100,17 @@ impl Controller {
             namespace = %inv.identity.namespace,
             action = %inv.resolved.action.fqn(),
             activation_id = %inv.activation_id);
-        self.tasks.spawn(
+        // Boxed: the activation's future is several kilobytes (it holds the invoker's run),
+        // and a task stores its future inline, so spawning it unboxed copied all of it on
+        // every move into and within the task, and again at each stage change.
+        self.tasks.spawn(Box::pin(
             async move {
                 let permit = inv.permit.take();
                 let composition = matches!(inv.resolved.action.exec, Exec::Sequence { .. })
                     || inv.resolved.action.is_conductor();
                 let mut activation = if composition {
-                    crate::sequence::run_topmost(&state, &inv).await
+                    // Boxed too: compositions are rarer and their future is the largest.
+                    Box::pin(crate::sequence::run_topmost(&state, &inv)).await
                 } else if let Some(feed) = crate::alarms::feed_of(&inv.resolved.action) {
                     let job = job_of(&inv, None);
                     let start = now_millis();
@@ -131,7 +135,7 @@ impl Controller {
                 let _ = tx.send(activation);
             }
             .instrument(span),
-        );
+        ));
         rx
     }
 

@@ -175,7 +175,7 @@ async fn serve(
         };
         args.insert("__ow_body".into(), Value::from(b));
     } else {
-        for (k, v) in QueryMap::parse(raw_query.as_deref()).0 {
+        for (k, v) in QueryMap::parse(raw_query.as_deref()).into_last_values() {
             add_user_value(k, Value::from(v))?;
         }
         if !body.is_empty() {
