@@ -210,9 +210,14 @@ mod tests {
     #[test]
     fn query_parameters_take_their_last_value() {
         let q = QueryMap::parse(Some("blocking=true&result=YES&x=1&x=2&flag=maybe&&empty"));
-        assert_eq!(q.flag("blocking", false).unwrap(), true);
-        assert_eq!(q.flag("result", false).unwrap(), true);
-        assert_eq!(q.flag("absent", true).unwrap(), true);
+        assert!(q.flag("blocking", false).unwrap());
+        assert!(q.flag("result", false).unwrap());
+        assert!(
+            !QueryMap::parse(Some("result=Off"))
+                .flag("result", true)
+                .unwrap()
+        );
+        assert!(q.flag("absent", true).unwrap());
         assert_eq!(q.get("x"), Some("2"));
         assert_eq!(q.get("empty"), Some(""));
         assert_eq!(
