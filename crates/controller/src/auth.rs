@@ -1,6 +1,6 @@
 //! HTTP Basic authentication against hashed namespace keys, with an identity cache.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(HashMap::default()),
         }
     }
 

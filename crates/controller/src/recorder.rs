@@ -3,7 +3,7 @@
 //! fsync). Until a record is written, it is served from memory, so a client that fetches an
 //! activation right after a blocking invoke always finds it.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn start(store: Arc<dyn Store>) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending = Arc::new(Mutex::new(HashMap::default()));
         let task = tokio::spawn(write_loop(store, rx, pending.clone()));
         Arc::new(Self {
             tx: Mutex::new(Some(tx)),

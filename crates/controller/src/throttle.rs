@@ -2,7 +2,7 @@
 //! per-namespace concurrent invocations, and a per-action limit on activations in flight
 //! (`limits.instances`), which OpenWhisk lacks. A limit of 0 means unlimited.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use brisk_model::now_millis;

@@ -163,13 +163,13 @@ pub struct PoolState<C> {
     pub queue: VecDeque<oneshot::Sender<()>>,
     pub max_queue: usize,
     pub counters: Counters,
-    pub starting: std::collections::HashMap<PoolKey, Starting>,
+    pub starting: foldhash::HashMap<PoolKey, Starting>,
     /// Containers of one short action that may run at once before further activations wait
     /// for one of them (see [`SHORT_RUN_US`]): more processes than cores cannot run short,
     /// CPU-bound runs any sooner, and every extra one costs wake-ups and cache.
     pub cpu_slots: u32,
     /// Activations waiting for a busy container of their (short) action, per key.
-    pub busy_waiters: std::collections::HashMap<PoolKey, BusyWaiters>,
+    pub busy_waiters: foldhash::HashMap<PoolKey, BusyWaiters>,
     next_id: u64,
 }
 
@@ -183,9 +183,9 @@ impl<C: Clone> PoolState<C> {
             queue: VecDeque::new(),
             max_queue,
             counters: Counters::default(),
-            starting: std::collections::HashMap::new(),
+            starting: foldhash::HashMap::default(),
             cpu_slots: u32::MAX,
-            busy_waiters: std::collections::HashMap::new(),
+            busy_waiters: foldhash::HashMap::default(),
             next_id: 1,
         }
     }

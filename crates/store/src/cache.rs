@@ -6,7 +6,7 @@
 //! after a write in this process is impossible. (Several controllers sharing one store need a
 //! cross-process invalidation signal on top; the bus provides it.)
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,7 +38,7 @@ impl<S> CachedStore<S> {
         Self {
             inner,
             generation: AtomicU64::new(0),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
         }
     }
 
