@@ -624,6 +624,40 @@ fn a_fresh_sequence_prepares_its_later_steps_while_the_first_runs() {
 }
 
 #[test]
+fn a_step_arriving_before_its_prepared_container_is_ready_waits_for_it() {
+    // The first step is quick, so later steps arrive while the containers prepared for them
+    // are still starting: each waits for its own rather than starting a second one (which
+    // would be a cold start, with `initTime`).
+    let b = Brisk::start(&["--prewarm", "false"]);
+    b.action(
+        "quick",
+        "nodejs:20",
+        "function main(a) { return {n: 1} }",
+        json!({}),
+    );
+    for i in 2..=4 {
+        b.action(
+            &format!("next{i}"),
+            "nodejs:20",
+            "function main(a) { return {n: a.n + 1} }",
+            json!({}),
+        );
+    }
+    b.put("actions/four", json!({"exec": {"kind": "sequence", "components": ["/_/quick", "/_/next2", "/_/next3", "/_/next4"]}}));
+    let r = b.invoke("four", json!({}));
+    assert_eq!(r.body["response"]["result"], json!({"n": 4}), "{}", r.text);
+    let steps = r.body["logs"].as_array().unwrap();
+    for s in &steps[1..] {
+        let rec = b.activation(s.as_str().unwrap());
+        assert!(
+            annotation(&rec, "initTime").is_none(),
+            "step {} got a container of its own: {rec}",
+            rec["name"]
+        );
+    }
+}
+
+#[test]
 fn a_conductor_prepares_the_components_it_called_last_time() {
     let b = Brisk::start(&["--prewarm", "false"]);
     let component = |v: u32| format!("function main(a) {{ return {{v: (a.v || 0) + {v}}} }}");

@@ -170,7 +170,19 @@ pub struct PoolState<C> {
     pub cpu_slots: u32,
     /// Activations waiting for a busy container of their (short) action, per key.
     pub busy_waiters: foldhash::HashMap<PoolKey, BusyWaiters>,
+    /// Speculative starts in flight (see [`Self::place_speculative`]), per key: the activations
+    /// waiting for each (at most the action's concurrency per start).
+    pub speculating: foldhash::HashMap<PoolKey, Speculation>,
     next_id: u64,
+}
+
+/// A container being prepared for a key before any activation asked for it (the next step of
+/// a composition). An activation of the key that arrives meanwhile waits for it rather than
+/// starting a container of its own, which would compete with it for the CPU.
+#[derive(Debug, Default)]
+pub struct Speculation {
+    pub starts: u32,
+    pub waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl<C: Clone> PoolState<C> {
@@ -186,6 +198,7 @@ impl<C: Clone> PoolState<C> {
             starting: foldhash::HashMap::default(),
             cpu_slots: u32::MAX,
             busy_waiters: foldhash::HashMap::default(),
+            speculating: foldhash::HashMap::default(),
             next_id: 1,
         }
     }
@@ -215,6 +228,14 @@ impl<C: Clone> PoolState<C> {
         }
         if wait_busy && d.busy_turn && self.saturated_short(d.key) {
             return self.await_busy(d.key, true);
+        }
+        if d.await_start
+            && let Some(s) = self.speculating.get_mut(d.key)
+            && (s.starts * d.concurrency.max(1)) as usize > s.waiters.len()
+        {
+            let (tx, rx) = oneshot::channel();
+            s.waiters.push(tx);
+            return Placement::AwaitStart(rx);
         }
         if d.concurrency > 1
             && d.await_start
@@ -354,18 +375,36 @@ impl<C: Clone> PoolState<C> {
         if exists || !self.queue.is_empty() {
             return None;
         }
-        if let Some(p) = self.take_prewarm(d) {
-            return Some(p);
+        let placement = match self.take_prewarm(d) {
+            Some(p) => p,
+            None if self.used + d.memory > self.capacity => return None,
+            None => {
+                self.used += d.memory;
+                self.counters.cold_starts += 1;
+                self.grow_stems(d.kind, d.memory, now);
+                Placement::Cold {
+                    evicted: Vec::new(),
+                }
+            }
+        };
+        self.speculating.entry(*d.key).or_default().starts += 1;
+        Some(placement)
+    }
+
+    /// A speculative start placed by [`Self::place_speculative`] ended, its container given
+    /// back to the pool or gone: the activations waiting for it place themselves again. Must
+    /// follow every such placement exactly once.
+    pub fn speculation_done(&mut self, key: &PoolKey) {
+        let Some(s) = self.speculating.get_mut(key) else {
+            return;
+        };
+        s.starts = s.starts.saturating_sub(1);
+        for tx in s.waiters.drain(..) {
+            let _ = tx.send(());
         }
-        if self.used + d.memory > self.capacity {
-            return None;
+        if s.starts == 0 {
+            self.speculating.remove(key);
         }
-        self.used += d.memory;
-        self.counters.cold_starts += 1;
-        self.grow_stems(d.kind, d.memory, now);
-        Some(Placement::Cold {
-            evicted: Vec::new(),
-        })
     }
 
     fn take_warm(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
@@ -661,6 +700,62 @@ mod tests {
             Placement::Cold { .. }
         ));
         p.insert_active(h, "nodejs:20", 256, *k, 1)
+    }
+
+    /// A composition's next step is prepared ahead (a speculative start). An activation of
+    /// that action arriving before the container is ready waits for it instead of starting a
+    /// second one; a further activation (concurrency 1: one per start) starts its own.
+    #[test]
+    fn an_activation_waits_for_the_speculative_start_of_its_action() {
+        let now = Instant::now();
+        let mut p = PoolState::<u32>::new(4096, 10, vec![]);
+        let a = key("a");
+        let d = demand(&a, 256);
+        assert!(matches!(
+            p.place_speculative(&d, now),
+            Some(Placement::Cold { .. })
+        ));
+        let mut rx = match p.place(&d, false, now) {
+            Placement::AwaitStart(rx) => rx,
+            other => panic!("expected a wait for the prepared container, got {other:?}"),
+        };
+        assert!(matches!(p.place(&d, false, now), Placement::Cold { .. }));
+        assert_eq!(p.counters.cold_starts, 2);
+        // The prepared container is initialized and given back, then the start ends: the
+        // waiter is woken and finds it warm.
+        let id = p.insert_active(7, "nodejs:20", 256, a, 1);
+        p.release(id, true, None, now);
+        assert!(rx.try_recv().is_err(), "not before the start ends");
+        p.speculation_done(&a);
+        assert!(rx.try_recv().is_ok(), "woken");
+        assert!(matches!(
+            p.place(&d, true, now),
+            Placement::Warm { handle: 7, .. }
+        ));
+        assert!(p.speculating.is_empty());
+        // A failed speculative start wakes its waiter too, which then places as usual.
+        let b = key("b");
+        let db = demand(&b, 256);
+        assert!(p.place_speculative(&db, now).is_some());
+        let mut rx = match p.place(&db, false, now) {
+            Placement::AwaitStart(rx) => rx,
+            other => panic!("expected a wait, got {other:?}"),
+        };
+        p.cancel_cold(256);
+        p.speculation_done(&b);
+        assert!(rx.try_recv().is_ok());
+        assert!(matches!(p.place(&db, true, now), Placement::Cold { .. }));
+        // After a timed-out wait, no more waiting for it.
+        let c = key("c");
+        assert!(p.place_speculative(&demand(&c, 256), now).is_some());
+        let no_wait = Demand {
+            await_start: false,
+            ..demand(&c, 256)
+        };
+        assert!(matches!(
+            p.place(&no_wait, false, now),
+            Placement::Cold { .. }
+        ));
     }
 
     #[test]

@@ -118,6 +118,12 @@ impl Invoker {
             .pool
             .lock()
             .place_speculative(&demand, std::time::Instant::now());
+        if placement.is_none() {
+            return;
+        }
+        // However this ends, activations of the key that waited for it place again (after the
+        // container was given back, when it was).
+        let _done = SpeculationDone { inv: self, key };
         let (id, slot, from_stem) = match placement {
             Some(Placement::Prewarm { id, handle }) => (id, handle, true),
             Some(Placement::Cold { .. }) => {
@@ -535,4 +541,16 @@ fn early(job: &Job, code: StatusCode, msg: String) -> Activation {
 
 fn whisk_error(job: &Job, msg: &str) -> Activation {
     early(job, StatusCode::WhiskError, msg.to_owned())
+}
+
+/// Ends a speculative start in the pool when dropped (see `PoolState::speculation_done`).
+struct SpeculationDone<'a> {
+    inv: &'a Invoker,
+    key: PoolKey,
+}
+
+impl Drop for SpeculationDone<'_> {
+    fn drop(&mut self) {
+        self.inv.pool.lock().speculation_done(&self.key);
+    }
 }
