@@ -135,14 +135,29 @@ pub struct BusyWaiters {
     pub woken: u32,
 }
 
-/// Containers of one key starting for actions with `concurrency` > 1, and the activations
-/// waiting for them. Until its `/init` completes a container takes one activation; the others
-/// that would fit in it wait instead of starting containers of their own (a burst of N
-/// requests then starts about N / concurrency containers, not N).
+/// Containers of one key that are starting, and the activations waiting for them instead of
+/// starting containers of their own. Used for two kinds of start: those of actions with
+/// `concurrency` > 1 (until its `/init` completes a container takes one activation, and the
+/// others that would fit in it wait: a burst of N requests starts about N / concurrency
+/// containers, not N), and speculative ones (see [`PoolState::speculating`]).
 #[derive(Debug, Default)]
 pub struct Starting {
     pub starts: u32,
     pub waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// One start of `key` in `map` ended: its waiters place themselves again.
+fn end_start(map: &mut foldhash::HashMap<PoolKey, Starting>, key: &PoolKey) {
+    let Some(s) = map.get_mut(key) else {
+        return;
+    };
+    s.starts = s.starts.saturating_sub(1);
+    for tx in s.waiters.drain(..) {
+        let _ = tx.send(());
+    }
+    if s.starts == 0 {
+        map.remove(key);
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -170,19 +185,12 @@ pub struct PoolState<C> {
     pub cpu_slots: u32,
     /// Activations waiting for a busy container of their (short) action, per key.
     pub busy_waiters: foldhash::HashMap<PoolKey, BusyWaiters>,
-    /// Speculative starts in flight (see [`Self::place_speculative`]), per key: the activations
-    /// waiting for each (at most the action's concurrency per start).
-    pub speculating: foldhash::HashMap<PoolKey, Speculation>,
+    /// Speculative starts in flight (see [`Self::place_speculative`]): containers prepared for
+    /// a key before any activation asked for them (a composition's later steps). An activation
+    /// of the key that arrives meanwhile waits for one (at most the action's concurrency per
+    /// start) rather than starting a container that would compete with it for the CPU.
+    pub speculating: foldhash::HashMap<PoolKey, Starting>,
     next_id: u64,
-}
-
-/// A container being prepared for a key before any activation asked for it (the next step of
-/// a composition). An activation of the key that arrives meanwhile waits for it rather than
-/// starting a container of its own, which would compete with it for the CPU.
-#[derive(Debug, Default)]
-pub struct Speculation {
-    pub starts: u32,
-    pub waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl<C: Clone> PoolState<C> {
@@ -342,18 +350,8 @@ impl<C: Clone> PoolState<C> {
     /// its `/init` (or failed to start): the activations waiting for a starting container of
     /// the key place themselves again. Must follow every such placement exactly once.
     pub fn started(&mut self, key: &PoolKey, concurrency: u32) {
-        if concurrency <= 1 {
-            return;
-        }
-        let Some(s) = self.starting.get_mut(key) else {
-            return;
-        };
-        s.starts = s.starts.saturating_sub(1);
-        for tx in s.waiters.drain(..) {
-            let _ = tx.send(());
-        }
-        if s.starts == 0 {
-            self.starting.remove(key);
+        if concurrency > 1 {
+            end_start(&mut self.starting, key);
         }
     }
 
@@ -395,16 +393,7 @@ impl<C: Clone> PoolState<C> {
     /// back to the pool or gone: the activations waiting for it place themselves again. Must
     /// follow every such placement exactly once.
     pub fn speculation_done(&mut self, key: &PoolKey) {
-        let Some(s) = self.speculating.get_mut(key) else {
-            return;
-        };
-        s.starts = s.starts.saturating_sub(1);
-        for tx in s.waiters.drain(..) {
-            let _ = tx.send(());
-        }
-        if s.starts == 0 {
-            self.speculating.remove(key);
-        }
+        end_start(&mut self.speculating, key);
     }
 
     fn take_warm(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
