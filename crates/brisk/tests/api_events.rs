@@ -613,11 +613,17 @@ fn a_fresh_sequence_prepares_its_later_steps_while_the_first_runs() {
         annotation(&first, "initTime").is_some(),
         "the first step starts cold"
     );
-    for s in &steps[1..] {
+    assert_warm_steps(&b, &steps[1..]);
+}
+
+/// Every one of these steps ran in a container prepared for it (no `initTime`: not a cold
+/// start of its own).
+fn assert_warm_steps(b: &Brisk, steps: &[serde_json::Value]) {
+    for s in steps {
         let rec = b.activation(s.as_str().unwrap());
         assert!(
             annotation(&rec, "initTime").is_none(),
-            "step {} was prepared ahead: {rec}",
+            "step {} did not run in the container prepared for it: {rec}",
             rec["name"]
         );
     }
@@ -647,14 +653,7 @@ fn a_step_arriving_before_its_prepared_container_is_ready_waits_for_it() {
     let r = b.invoke("four", json!({}));
     assert_eq!(r.body["response"]["result"], json!({"n": 4}), "{}", r.text);
     let steps = r.body["logs"].as_array().unwrap();
-    for s in &steps[1..] {
-        let rec = b.activation(s.as_str().unwrap());
-        assert!(
-            annotation(&rec, "initTime").is_none(),
-            "step {} got a container of its own: {rec}",
-            rec["name"]
-        );
-    }
+    assert_warm_steps(&b, &steps[1..]);
 }
 
 #[test]
