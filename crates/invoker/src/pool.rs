@@ -146,6 +146,22 @@ pub struct Starting {
     pub waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// Waits for a start of `key` in `map` when one has room: each start takes `per_start`
+/// waiters.
+fn join_start(
+    map: &mut foldhash::HashMap<PoolKey, Starting>,
+    key: &PoolKey,
+    per_start: u32,
+) -> Option<oneshot::Receiver<()>> {
+    let s = map.get_mut(key)?;
+    if (s.starts * per_start) as usize <= s.waiters.len() {
+        return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    s.waiters.push(tx);
+    Some(rx)
+}
+
 /// One start of `key` in `map` ended: its waiters place themselves again.
 fn end_start(map: &mut foldhash::HashMap<PoolKey, Starting>, key: &PoolKey) {
     let Some(s) = map.get_mut(key) else {
@@ -237,22 +253,14 @@ impl<C: Clone> PoolState<C> {
         if wait_busy && d.busy_turn && self.saturated_short(d.key) {
             return self.await_busy(d.key, true);
         }
-        if d.await_start
-            && let Some(s) = self.speculating.get_mut(d.key)
-            && (s.starts * d.concurrency.max(1)) as usize > s.waiters.len()
-        {
-            let (tx, rx) = oneshot::channel();
-            s.waiters.push(tx);
-            return Placement::AwaitStart(rx);
-        }
-        if d.concurrency > 1
-            && d.await_start
-            && let Some(s) = self.starting.get_mut(d.key)
-            && (s.starts * (d.concurrency - 1)) as usize > s.waiters.len()
-        {
-            let (tx, rx) = oneshot::channel();
-            s.waiters.push(tx);
-            return Placement::AwaitStart(rx);
+        if d.await_start {
+            // A container prepared ahead takes `concurrency` activations; one started by an
+            // activation has that one already and takes `concurrency - 1` more.
+            let prepared = join_start(&mut self.speculating, d.key, d.concurrency.max(1));
+            let started = || join_start(&mut self.starting, d.key, d.concurrency.saturating_sub(1));
+            if let Some(rx) = prepared.or_else(started) {
+                return Placement::AwaitStart(rx);
+            }
         }
         if retry || self.queue.is_empty() {
             if let Some(p) = self.take_prewarm(d) {

@@ -114,19 +114,19 @@ impl Invoker {
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let placement = self
+        let Some(placement) = self
             .pool
             .lock()
-            .place_speculative(&demand, std::time::Instant::now());
-        if placement.is_none() {
+            .place_speculative(&demand, std::time::Instant::now())
+        else {
             return;
-        }
+        };
         // However this ends, activations of the key that waited for it place again (after the
         // container was given back, when it was).
         let _done = SpeculationDone { inv: self, key };
         let (id, slot, from_stem) = match placement {
-            Some(Placement::Prewarm { id, handle }) => (id, handle, true),
-            Some(Placement::Cold { .. }) => {
+            Placement::Prewarm { id, handle } => (id, handle, true),
+            Placement::Cold { .. } => {
                 let limits = job.action.limits;
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout);
                 let slot = match self
