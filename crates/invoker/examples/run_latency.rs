@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use brisk_invoker::{Invoker, InvokerConfig, Job};
 use brisk_model::{
-    Action, ActionLimits, ActivationId, AuthKey, EntityName, EntityPath, Exec, Identity,
-    Parameters, RuntimeManifest, SemVer, StatusCode, UserLimits, now_millis,
+    Action, ActivationId, AuthKey, EntityName, EntityPath, Exec, Identity, Parameters,
+    RuntimeManifest, SemVer, StatusCode, SystemLimits, UserLimits, now_millis,
 };
 use serde_json::json;
 
@@ -25,13 +25,7 @@ fn action(name: &str, kind: &str, code: &str) -> Arc<Action> {
             main: None,
         },
         parameters: Parameters::new(),
-        limits: ActionLimits {
-            timeout: 60_000,
-            memory: 256,
-            logs: 10,
-            concurrency: 1,
-            instances: None,
-        },
+        limits: SystemLimits::default().default_action_limits(),
         version: SemVer::INITIAL,
         publish: false,
         annotations: Parameters::new(),

@@ -37,6 +37,23 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Times `n` spawns of `/bin/true` until it exits, `gap` apart.
+async fn plain_spawns(n: usize, gap: Option<Duration>) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
+        let t = Instant::now();
+        tokio::process::Command::new("/bin/true")
+            .status()
+            .await
+            .unwrap();
+        out.push(t.elapsed());
+    }
+    out
+}
+
 fn spec(
     root: &Path,
     name: &str,
@@ -129,27 +146,14 @@ async fn main() {
     println!("cgroups: {:?}", factory.hierarchy());
 
     // Baseline: spawning /bin/true without a sandbox.
-    let mut plain = Vec::new();
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        tokio::process::Command::new("/bin/true")
-            .status()
-            .await
-            .unwrap();
-        plain.push(t.elapsed());
-    }
-    report("plain spawn + exit of /bin/true", plain);
-    let mut plain_sparse = Vec::new();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let t = Instant::now();
-        tokio::process::Command::new("/bin/true")
-            .status()
-            .await
-            .unwrap();
-        plain_sparse.push(t.elapsed());
-    }
-    report("same, one every 50 ms", plain_sparse);
+    report(
+        "plain spawn + exit of /bin/true",
+        plain_spawns(ROUNDS, None).await,
+    );
+    report(
+        "same, one every 50 ms",
+        plain_spawns(40, Some(Duration::from_millis(50))).await,
+    );
 
     let (mut call, mut full, mut destroy) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROUNDS {

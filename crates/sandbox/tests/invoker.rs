@@ -12,7 +12,7 @@ use base64::Engine;
 use brisk_invoker::{Invoker, InvokerConfig, Job};
 use brisk_model::{
     Action, ActionLimits, ActivationId, AuthKey, EntityName, EntityPath, Exec, Identity,
-    Parameters, RuntimeManifest, SemVer, StatusCode, UserLimits, now_millis,
+    Parameters, RuntimeManifest, SemVer, StatusCode, SystemLimits, UserLimits, now_millis,
 };
 use brisk_sandbox::SandboxFactory;
 use serde_json::{Value, json};
@@ -26,11 +26,8 @@ fn action(name: &str, exec: Exec, memory: u64) -> Arc<Action> {
         exec,
         parameters: Parameters::new(),
         limits: ActionLimits {
-            timeout: 60_000,
             memory,
-            logs: 10,
-            concurrency: 1,
-            instances: None,
+            ..SystemLimits::default().default_action_limits()
         },
         version: SemVer::INITIAL,
         publish: false,

@@ -11,7 +11,7 @@ use brisk_invoker::{Invoker, InvokerConfig, Job};
 use brisk_model::params::KeyValue;
 use brisk_model::{
     Action, ActionLimits, ActivationId, AuthKey, EntityName, EntityPath, Exec, Identity,
-    Parameters, RuntimeManifest, SemVer, UserLimits, now_millis,
+    Parameters, RuntimeManifest, SemVer, SystemLimits, UserLimits, now_millis,
 };
 use serde_json::Value;
 
@@ -61,13 +61,7 @@ pub async fn invoker_with(
 }
 
 pub fn limits() -> ActionLimits {
-    ActionLimits {
-        timeout: 60_000,
-        memory: 256,
-        logs: 10,
-        concurrency: 1,
-        instances: None,
-    }
+    SystemLimits::default().default_action_limits()
 }
 
 pub fn action(name: &str, exec: Exec) -> Action {
