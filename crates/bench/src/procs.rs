@@ -211,6 +211,9 @@ pub struct ProcInfo {
     pub paused: bool,
     pub pss_kb: Option<u64>,
     pub rss_kb: Option<u64>,
+    /// Unique set size: pages mapped by this process alone (`Private_Clean` +
+    /// `Private_Dirty`), what it costs beyond what it shares with its siblings.
+    pub uss_kb: Option<u64>,
 }
 
 /// Every descendant of `pid` (children, their children, ...).
@@ -274,6 +277,9 @@ pub fn proc_info(pid: u32) -> Option<ProcInfo> {
         paused: state == 'T' || frozen(&cgroups),
         pss_kb: rollup_field(&rollup, "Pss:"),
         rss_kb: rollup_field(&rollup, "Rss:"),
+        uss_kb: rollup_field(&rollup, "Private_Clean:")
+            .zip(rollup_field(&rollup, "Private_Dirty:"))
+            .map(|(clean, dirty)| clean + dirty),
     })
 }
 
@@ -318,7 +324,16 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 /// Sum of the PSS of `p` and of its ancestors up to (not including) a process outside `all`:
 /// the runtime plus whatever wraps it per container (a sandbox's launcher and init).
 pub fn chain_pss_kb(p: &ProcInfo, all: &[ProcInfo]) -> Option<u64> {
-    let mut total = p.pss_kb?;
+    chain_kb(p, all, |q| q.pss_kb)
+}
+
+/// [`chain_pss_kb`] for the USS: the private memory of one container.
+pub fn chain_uss_kb(p: &ProcInfo, all: &[ProcInfo]) -> Option<u64> {
+    chain_kb(p, all, |q| q.uss_kb)
+}
+
+fn chain_kb(p: &ProcInfo, all: &[ProcInfo], kb: impl Fn(&ProcInfo) -> Option<u64>) -> Option<u64> {
+    let mut total = kb(p)?;
     let mut ppid = p.ppid;
     for _ in 0..8 {
         let Some(parent) = all.iter().find(|q| q.pid == ppid) else {
@@ -328,7 +343,7 @@ pub fn chain_pss_kb(p: &ProcInfo, all: &[ProcInfo]) -> Option<u64> {
         if all.iter().filter(|q| q.ppid == parent.pid).count() > 1 {
             break;
         }
-        total += parent.pss_kb.unwrap_or(0);
+        total += kb(parent).unwrap_or(0);
         ppid = parent.ppid;
     }
     Some(total)
@@ -369,6 +384,7 @@ mod tests {
             paused: false,
             pss_kb: Some(pss),
             rss_kb: None,
+            uss_kb: Some(pss / 2),
         };
         // server 1 -> launcher 2 -> init 3 -> runtime 4; a shared helper 5 -> runtimes 6, 7.
         let all = vec![
@@ -381,12 +397,18 @@ mod tests {
         ];
         assert_eq!(chain_pss_kb(&all[2], &all), Some(5110));
         assert_eq!(chain_pss_kb(&all[4], &all), Some(3000));
+        assert_eq!(chain_uss_kb(&all[2], &all), Some(2555));
     }
 
     #[test]
     fn reads_this_process() {
         let me = proc_info(std::process::id()).expect("own /proc entry");
         assert!(me.pss_kb.is_some_and(|kb| kb > 0));
+        // A test binary's heap is its own; its code is shared with nothing but the page cache.
+        assert!(
+            me.uss_kb
+                .is_some_and(|kb| kb > 0 && kb <= me.rss_kb.unwrap_or(0))
+        );
         assert!(matches!(me.state, 'R' | 'S'));
         assert!(!me.paused);
         assert!(!me.exe.is_empty());

@@ -89,9 +89,14 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             .iter()
             .filter_map(|p| procs::chain_pss_kb(p, &all))
             .collect();
+        let uss: Vec<u64> = procs
+            .iter()
+            .filter_map(|p| procs::chain_uss_kb(p, &all))
+            .collect();
         let runtime_pss: Vec<u64> = procs.iter().filter_map(|p| p.pss_kb).collect();
         let rss: Vec<u64> = procs.iter().filter_map(|p| p.rss_kb).collect();
         s.value(&format!("idle warm container PSS {l}"), "MB", mean_mb(&pss));
+        s.value(&format!("idle warm container USS {l}"), "MB", mean_mb(&uss));
         s.value(
             &format!("idle warm runtime process PSS {l}"),
             "MB",
@@ -222,7 +227,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         "resume overhead = p50 of invokes after {LONG_IDLE_MS} ms idle (container paused) minus invokes after {SHORT_IDLE_MS} ms idle (not yet paused), alternating on one container of a --pause-grace-ms {PAUSE_GRACE_MS} server; the pause state is checked in /proc before each invoke"
     ));
     s.note("idle penalty = invoke after a short idle period minus back-to-back invokes: the cost of waking idle processes and vCPUs, measured for Brisk and for the bare Node server");
-    s.note("memory: mean PSS of each runtime process plus its per-container wrappers (a sandbox's launcher and init) under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run");
+    s.note("memory: mean PSS of each runtime process plus its per-container wrappers (a sandbox's launcher and init) under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run; USS counts only the pages no other process maps (the runtime's heap and stacks), what one more idle container adds");
     s.note("sandbox create estimate = true cold e2e - initTime - warm e2e (p50s): process start plus runtime boot, as seen from outside");
     Ok(())
 }
