@@ -2,7 +2,9 @@
 """Black-box self-test for the Brisk runtime proxies (developer aid).
 
 Starts each proxy on a temporary Unix socket with pipes for stdout/stderr and
-drives /init and /run over HTTP, checking the behaviours listed in
+drives /init and /run over HTTP (socket-activated, as the invoker starts them:
+the socket listens before the proxy starts and is its stdin, BRISK_LISTEN_FD=0;
+one check per proxy also runs it the manual way, binding BRISK_SOCKET itself), checking the behaviours listed in
 runtime-conformance.md and docs/runtime-protocol.md, then measures warm /run
 latency for a noop action over one keep-alive connection.
 
@@ -67,17 +69,33 @@ def new_id():
 
 
 class Proxy:
-    """One proxy process; collects its stdout/stderr lines."""
+    """One proxy process; collects its stdout/stderr lines. Socket-activated (the socket
+    listens before the proxy starts and is its stdin) unless `activate` is false, when the
+    proxy binds BRISK_SOCKET itself."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, activate=True):
         self.dir = tempfile.mkdtemp(prefix="brisk-selftest-")
         self.sock = os.path.join(self.dir, "proxy.sock")
         full_env = dict(os.environ)
-        full_env.pop("__OW_ALLOW_CONCURRENT", None)
+        for k in ("__OW_ALLOW_CONCURRENT", "BRISK_LISTEN_FD", "BRISK_SOCKET", "BRISK_PORT"):
+            full_env.pop(k, None)
         # TMPDIR keeps the proxies' private code directories inside self.dir.
-        full_env.update({"BRISK_SOCKET": self.sock, "__OW_API_HOST": "https://brisk.test", "TMPDIR": self.dir})
+        full_env.update({"__OW_API_HOST": "https://brisk.test", "TMPDIR": self.dir})
+        listener = None
+        if activate:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.sock)
+            listener.listen(128)
+            full_env["BRISK_LISTEN_FD"] = "0"
+        else:
+            full_env["BRISK_SOCKET"] = self.sock
         full_env.update(env or {})
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=self.dir)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=listener or subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=self.dir)
+        finally:
+            # The proxy is the socket's only holder: it closes when the proxy exits.
+            if listener is not None:
+                listener.close()
         self.lock = threading.Lock()
         self.raw = {"stdout": b"", "stderr": b""}
         self.lines = {"stdout": [], "stderr": []}
@@ -89,7 +107,8 @@ class Proxy:
         self.reader = threading.Thread(target=self._pump, daemon=True)
         self.reader.start()
         deadline = time.time() + 10
-        while True:
+        while not activate:
+            # Bound by the proxy itself: connect until it listens.
             try:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(self.sock)
@@ -100,7 +119,14 @@ class Proxy:
                     self.close()
                     raise RuntimeError("proxy did not start: %s" % " ".join(argv))
                 time.sleep(0.001)
+        # The readiness probe, as the invoker sends it (with activation, it waits in the
+        # backlog until the proxy accepts).
         self.conn = UnixHTTPConnection(self.sock)
+        try:
+            self.ready = self.post("/ready", {})
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise RuntimeError("proxy did not start: %s: %s" % (" ".join(argv), e))
 
     def _pump(self):
         while not self.stop:
@@ -331,9 +357,31 @@ def unpack(zip_bytes):
     return d
 
 
+def activation_checks(kind, start, src, main, args):
+    """The readiness probe; and the manual way (the proxy binds BRISK_SOCKET) still serves
+    /init and /run. `src` is an action returning {"echo": ...}."""
+    p = start()
+    try:
+        check("%s: readiness probe POST /ready -> 200 {ok:true}" % kind, p.ready == (200, {"ok": True}), p.ready)
+        st, body = p.init({"main": main, "code": src})
+        st2, body2 = p.run(args)
+        check("%s: socket-activated proxy (BRISK_LISTEN_FD=0) serves /init and /run" % kind, st == 200 and st2 == 200 and "echo" in body2, (st, body, st2, body2))
+    finally:
+        p.close()
+    p = start(activate=False)
+    try:
+        st, body = p.init({"main": main, "code": src})
+        st2, body2 = p.run(args)
+        check("%s: proxy binding BRISK_SOCKET itself serves /ready, /init and /run" % kind, p.ready[0] == 200 and st == 200 and st2 == 200 and "echo" in body2, (p.ready, st, body, st2, body2))
+    finally:
+        p.close()
+
+
 def common_checks(kind, start, code):
     """Checks shared by the Node and Python runtimes. `code` maps a case name
     to (source, main name)."""
+
+    activation_checks(kind, start, code["echo"][0], code["echo"][1], {"echo": 1})
 
     # /init with {} and with empty code; run before init.
     p = start()
@@ -549,7 +597,7 @@ NODE_CODE = {
 
 
 def node_start(env=None):
-    return lambda: Proxy([NODE, os.path.join(HERE, "node", "proxy.js")], env)
+    return lambda activate=True: Proxy([NODE, os.path.join(HERE, "node", "proxy.js")], env, activate)
 
 
 def node_checks(n_bench):
@@ -571,6 +619,8 @@ def node_checks(n_bench):
             p.close()
 
     check("node: exports.main", one("exports.main = a => ({v: 1});") == (200, {"v": 1}))
+    r = one("function main() { return new Promise((resolve) => { let d = ''; process.stdin.setEncoding('utf8'); process.stdin.on('data', (c) => { d += c; }); process.stdin.on('end', () => resolve({stdin: d})); process.stdin.on('error', (e) => resolve({stdinError: String(e.code)})); }); }")
+    check("node: the action's process.stdin is empty, not the listening socket", r == (200, {"stdin": ""}), r)
     check("node: module.exports.main", one("module.exports.main = function (a) { return {v: 2}; };") == (200, {"v": 2}))
     check("node: module.exports = {main}", one("function m() { return {v: 3}; }\nmodule.exports = {main: m};") == (200, {"v": 3}))
     check("node: resolved promise", one("function main() { return new Promise(r => setTimeout(() => r({v: 4}), 5)); }") == (200, {"v": 4}))
@@ -777,7 +827,7 @@ def python_argv():
 
 def python_start():
     argv = python_argv()
-    return lambda: Proxy(argv)
+    return lambda activate=True: Proxy(argv, None, activate)
 
 
 def python_checks(n_bench):
@@ -799,6 +849,8 @@ def python_checks(n_bench):
         finally:
             p.close()
 
+    r = one("import subprocess, sys\ndef main(args):\n    c = subprocess.run(['cat'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)\n    return {'stdin': sys.stdin.read(), 'child': c.stdout.decode(), 'code': c.returncode}\n")
+    check("python: the action's stdin and its children's are /dev/null, not the listening socket", r[:2] == (200, {"stdin": "", "child": "", "code": 0}), r)
     r = one("def main(args):\n    raise ValueError('bad ❄')\n")
     check("python: exception -> 200 {error: str(e)}", r[:2] == (200, {"error": "bad ❄"}), r)
     check("python: exception traceback logged to stderr (tagged)", any("Traceback" in l for l in r[2]) and any("ValueError: bad ❄" in l for l in r[2]), r[2])
@@ -955,7 +1007,8 @@ def python_checks(n_bench):
 
 def native_checks():
     print("== native")
-    start = lambda: Proxy([PYTHON, os.path.join(HERE, "native", "proxy.py")])
+    start = lambda activate=True: Proxy([PYTHON, os.path.join(HERE, "native", "proxy.py")], None, activate)
+    activation_checks("native", start, "#!/bin/sh\necho '{\"echo\": \"native\"}'\n", "main", {})
 
     p = start()
     try:

@@ -8,7 +8,6 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -18,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
-/// Interval of connection attempts while a proxy starts.
-const CONNECT_RETRY: Duration = Duration::from_millis(1);
+/// The readiness probe, answered by every proxy as soon as it serves (docs/runtime-protocol.md).
+const READY_PATH: &str = "/ready";
 /// Largest response head accepted from a proxy.
 const MAX_HEAD: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
@@ -63,22 +62,53 @@ impl ProxyClient {
         }
     }
 
-    /// Polls until the proxy accepts a connection (kept for the first request), the process
-    /// exits, or `deadline` passes. Only used while a container starts.
+    /// Waits until the proxy answers the readiness probe (`POST /ready`) on a new connection,
+    /// which is kept for the first request. Only used while a container starts.
+    ///
+    /// Containers are socket-activated: the socket listened before the proxy started, so the
+    /// connection is made at once and the probe waits in the backlog until the proxy accepts it;
+    /// nothing polls. The proxy is the socket's only holder: should it exit before answering,
+    /// the socket closes and fails the connection at once ([`Error::ExitedBeforeReady`]). No
+    /// answer by `deadline` is [`Error::NotReady`]. `exited` is asked when no connection can be
+    /// made at all, to tell a proxy that exited from another failure.
     pub async fn wait_ready(&self, deadline: Instant, exited: impl Fn() -> bool) -> Result<()> {
-        loop {
-            match UnixStream::connect(&self.socket).await {
-                Ok(stream) => {
-                    self.idle.lock().push(Conn::new(stream));
-                    return Ok(());
+        let gone = || Error::ExitedBeforeReady(self.container.clone());
+        let probe = async {
+            let stream = match UnixStream::connect(&self.socket).await {
+                Ok(s) => s,
+                // Nothing listens any more, or the pending connection was dropped with the
+                // socket: every holder of the socket has exited.
+                Err(e)
+                    if e.kind() == ErrorKind::ConnectionRefused || closed_early(&e) || exited() =>
+                {
+                    return Err(gone());
                 }
-                Err(_) if exited() => return Err(Error::ExitedBeforeReady(self.container.clone())),
-                Err(_) if Instant::now() >= deadline => {
-                    return Err(Error::NotReady(self.container.clone()));
+                Err(source) => {
+                    return Err(Error::Connect {
+                        container: self.container.clone(),
+                        source,
+                    });
                 }
-                Err(_) => tokio::time::sleep(CONNECT_RETRY).await,
+            };
+            let mut conn = Conn::new(stream);
+            match conn.exchange(READY_PATH, b"{}", 0).await {
+                Ok((_, keep)) => {
+                    if keep {
+                        self.idle.lock().push(conn);
+                    }
+                    Ok(())
+                }
+                // Closed before any answer: the proxy (the last holder of the socket) is gone.
+                Err(e) if closed_early(&e) => Err(gone()),
+                Err(source) => Err(Error::Exchange {
+                    container: self.container.clone(),
+                    source,
+                }),
             }
-        }
+        };
+        tokio::time::timeout_at(deadline, probe)
+            .await
+            .unwrap_or_else(|_| Err(Error::NotReady(self.container.clone())))
     }
 
     /// An idle connection that is still open, or a new one.
@@ -130,6 +160,17 @@ impl ProxyClient {
 
 fn closed() -> std::io::Error {
     std::io::Error::new(ErrorKind::UnexpectedEof, "the proxy closed the connection")
+}
+
+/// Whether an exchange failed because the peer's end went away (rather than a bad reply).
+fn closed_early(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+    )
 }
 
 fn bad(msg: impl Into<String>) -> std::io::Error {
@@ -257,6 +298,9 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::Poll;
+    use std::time::Duration;
     use tokio::net::UnixListener;
 
     /// A one-connection-at-a-time server that answers each request with the next canned
@@ -435,6 +479,90 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let r = client.post("/run", b"{}".to_vec(), 1024).await.unwrap();
         assert_eq!(&r.body[..], b"[42]");
+    }
+
+    /// A socket bound and listening as the factories do it, before any proxy runs.
+    fn activated() -> (
+        tempfile::TempDir,
+        std::os::unix::net::UnixListener,
+        ProxyClient,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("p.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        (dir, listener, ProxyClient::new(&sock, "c1"))
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn the_probe_waits_in_the_backlog_and_its_connection_is_kept() {
+        let (_d, listener, client) = activated();
+        // The probe is sent before anything accepts; the "proxy" starts serving afterwards.
+        let ready = tokio::spawn(async move {
+            let r = client.wait_ready(far(), || false).await;
+            (r, client)
+        });
+        listener.set_nonblocking(true).unwrap();
+        let listener = UnixListener::from_std(listener).unwrap();
+        tokio::spawn(serve(
+            listener,
+            vec![
+                (
+                    vec![b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"],
+                    false,
+                ),
+                (
+                    vec![b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"],
+                    false,
+                ),
+            ],
+        ));
+        let (r, client) = ready.await.unwrap();
+        r.unwrap();
+        assert_eq!(client.idle.lock().len(), 1, "the probed connection is kept");
+        // The server serves one connection at a time: the first request reuses it.
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.post("/init", b"{}".to_vec(), 64),
+        )
+        .await
+        .expect("the probed connection is reused")
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_goes_away_before_answering_is_reported_at_once() {
+        let (_d, listener, client) = activated();
+        let mut ready = std::pin::pin!(client.wait_ready(far(), || false));
+        // The first poll connects (a Unix socket connects at once) and sends the probe, which
+        // waits in the backlog: nothing accepts it.
+        let first = std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "{first:?}");
+        // The last holder of the socket closes it: the pending connection fails, long before
+        // the deadline.
+        drop(listener);
+        let r = ready.await;
+        assert!(matches!(r, Err(Error::ExitedBeforeReady(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_nobody_holds_any_more_is_an_exited_proxy() {
+        let (_d, listener, client) = activated();
+        drop(listener);
+        let r = client.wait_ready(far(), || false).await;
+        assert!(matches!(r, Err(Error::ExitedBeforeReady(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_never_answers_is_not_ready_at_the_deadline() {
+        let (_d, _listener, client) = activated();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let r = client.wait_ready(deadline, || false).await;
+        assert!(matches!(r, Err(Error::NotReady(_))), "{r:?}");
     }
 
     #[tokio::test]

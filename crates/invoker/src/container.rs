@@ -1,12 +1,20 @@
 //! The container abstraction: what the pool needs from any backend (processes now, a namespaced
 //! sandbox later). The pool never sees pids, signals or cgroups; it only sees this trait.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Environment variable naming the file descriptor on which a proxy finds its listening socket
+/// (socket activation; docs/runtime-protocol.md). The factories pass the socket as stdin: `0`.
+pub const LISTEN_FD_ENV: &str = "BRISK_LISTEN_FD";
+
+/// Longest path a `sockaddr_un` holds (including the terminating NUL).
+const SUN_PATH_MAX: usize = 107;
 
 /// Outbound network access of an action's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -46,7 +54,7 @@ impl std::str::FromStr for NetworkPolicy {
 pub struct ContainerSpec {
     /// Short unique name, also the private directory's name under `run_dir`.
     pub name: String,
-    /// Private directory of the container (socket, unpacked code, pid file).
+    /// Private directory of the container on the host (socket, unpacked code, pid file).
     pub dir: PathBuf,
     /// Runtime kind (`nodejs:20`, `python:3.11`, `blackbox`), for messages.
     pub kind: String,
@@ -67,9 +75,37 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    /// Where the proxy listens.
+    /// Where the proxy's socket is bound, on the host; the invoker connects there.
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("proxy.sock")
+    }
+
+    /// [`Self::socket_path`], or [`Error::SocketPathTooLong`] when a `sockaddr_un` cannot
+    /// hold it.
+    pub fn checked_socket_path(&self) -> Result<PathBuf> {
+        let socket = self.socket_path();
+        if socket.as_os_str().len() > SUN_PATH_MAX {
+            return Err(Error::SocketPathTooLong(socket));
+        }
+        Ok(socket)
+    }
+
+    /// Binds the proxy's socket at [`Self::socket_path`] (in the existing private directory)
+    /// and listens on it, for the factory to hand to the proxy (socket activation). The
+    /// descriptor is close-on-exec, so no other process the server spawns inherits it; the
+    /// factory must close its copy once the proxy has it. Blocking (a few system calls).
+    pub fn listen(&self) -> Result<OwnedFd> {
+        let socket = self.checked_socket_path()?;
+        // A stale file would make the bind fail; the private directory is new in any case.
+        match std::fs::remove_file(&socket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove stale socket", socket, e));
+            }
+            _ => {}
+        }
+        let listener = std::os::unix::net::UnixListener::bind(&socket)
+            .map_err(|e| Error::io("bind proxy socket", &socket, e))?;
+        Ok(listener.into())
     }
 }
 
@@ -106,7 +142,11 @@ pub trait Container: Send + Sync + 'static {
 /// Starts containers. Object-safe so that the invoker can hold `Arc<dyn ContainerFactory>`.
 #[async_trait]
 pub trait ContainerFactory: Send + Sync + 'static {
-    /// Starts the proxy (it may not accept connections yet).
+    /// Starts the proxy, socket-activated: the container's socket already listens when this
+    /// returns (see [`ContainerSpec::listen`]), so a connection succeeds at once and waits until
+    /// the proxy accepts it. The proxy must be the socket's only holder (the factory and any
+    /// intermediate process close their copies), so that the socket closes when the proxy
+    /// exits and a pending connection fails at once instead of waiting for a deadline.
     async fn create(&self, spec: &ContainerSpec) -> Result<(Box<dyn Container>, ContainerOutput)>;
     /// Removes whatever a previous run of the invoker left under `run_dir`.
     async fn cleanup_leftovers(&self, run_dir: &Path);

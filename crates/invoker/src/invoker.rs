@@ -191,7 +191,7 @@ impl Invoker {
         tracing::info!("invoker stopped");
     }
 
-    /// Starts a container of `kind` and waits until its proxy accepts connections.
+    /// Starts a container of `kind` and waits until its proxy answers the readiness probe.
     pub(crate) async fn start_container(
         &self,
         kind: &str,

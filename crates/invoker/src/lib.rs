@@ -27,7 +27,9 @@ mod zip;
 
 pub use client::ProxyClient;
 pub use config::{InvokerConfig, default_user_memory_mb};
-pub use container::{Container, ContainerFactory, ContainerOutput, ContainerSpec, NetworkPolicy};
+pub use container::{
+    Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV, NetworkPolicy,
+};
 pub use error::{Error, Result};
 pub use invoker::{Invoker, PoolStats};
 pub use job::Job;

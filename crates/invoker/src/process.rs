@@ -11,11 +11,11 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 
-use crate::container::{Container, ContainerFactory, ContainerOutput, ContainerSpec};
+use crate::container::{
+    Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV,
+};
 use crate::error::{Error, Result};
 
-/// Longest path a `sockaddr_un` holds (including the terminating NUL).
-const SUN_PATH_MAX: usize = 107;
 const PID_FILE: &str = "pid";
 /// Environment every proxy gets; nothing of the invoker's own environment leaks in.
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -33,13 +33,16 @@ impl ProcessFactory {
 #[async_trait]
 impl ContainerFactory for ProcessFactory {
     async fn create(&self, spec: &ContainerSpec) -> Result<(Box<dyn Container>, ContainerOutput)> {
-        let socket = spec.socket_path();
-        if socket.as_os_str().len() > SUN_PATH_MAX {
-            return Err(Error::SocketPathTooLong(socket));
-        }
-        tokio::fs::create_dir_all(&spec.dir)
-            .await
-            .map_err(|e| Error::io("create container dir", &spec.dir, e))?;
+        let socket = spec.checked_socket_path()?;
+        // Socket activation: the socket listens before the proxy starts and is its stdin.
+        let s = spec.clone();
+        let listener = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&s.dir)
+                .map_err(|e| Error::io("create container dir", &s.dir, e))?;
+            s.listen()
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
         let mut cmd = Command::new(&spec.interpreter);
         cmd.args(&spec.args)
             .arg(&spec.proxy)
@@ -48,9 +51,9 @@ impl ContainerFactory for ProcessFactory {
             .env("PATH", BASE_PATH)
             .env("HOME", &spec.dir)
             .env("LANG", "C.UTF-8")
-            .env("BRISK_SOCKET", &socket)
+            .env(LISTEN_FD_ENV, "0")
             .env("__OW_API_HOST", &spec.api_host)
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(listener))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // posix_spawn with POSIX_SPAWN_SETPGROUP: no fork of the server, no pre_exec hook.
@@ -59,7 +62,11 @@ impl ContainerFactory for ProcessFactory {
         if spec.allow_concurrent {
             cmd.env("__OW_ALLOW_CONCURRENT", "true");
         }
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        let spawned = cmd.spawn();
+        // The command holds the server's copy of the listening socket: the proxy must be its
+        // only holder, so that the socket closes when the proxy exits.
+        drop(cmd);
+        let mut child = spawned.map_err(|source| Error::Spawn {
             kind: spec.kind.clone(),
             source,
         })?;
@@ -110,7 +117,7 @@ fn cleanup_blocking(run_dir: &Path) {
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
             .filter(|p| *p > 1)
-            && is_our_proxy(pid, &path.join("proxy.sock"))
+            && is_our_proxy(pid, &path)
         {
             tracing::warn!(pid, dir = %path.display(), "killing leftover container");
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -138,13 +145,14 @@ fn process_alive(pid: Pid) -> bool {
     }
 }
 
-/// Guards against pid reuse: the process must carry our socket path in its environment.
-fn is_our_proxy(pid: i32, socket: &Path) -> bool {
+/// Guards against pid reuse: the process must have been started with the container's directory
+/// as `HOME` (the environment it was started with, whatever it changed since).
+fn is_our_proxy(pid: i32, dir: &Path) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    let mut want = b"BRISK_SOCKET=".to_vec();
-    want.extend_from_slice(socket.as_os_str().as_encoded_bytes());
+    let mut want = b"HOME=".to_vec();
+    want.extend_from_slice(dir.as_os_str().as_encoded_bytes());
     environ.split(|b| *b == 0).any(|var| var == want.as_slice())
 }
 

@@ -1,18 +1,19 @@
 //! Protocol corner cases with a scripted runtime proxy: a container that answers `/run` with
-//! 503 (shutting down) makes the activation move to another container.
+//! 503 (shutting down) makes the activation move to another container; a runtime that dies
+//! before it answers fails its start at once.
 
 mod common;
 
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use brisk_invoker::{Invoker, InvokerConfig};
-use brisk_model::{RuntimeManifest, StatusCode};
+use brisk_model::StatusCode;
 use common::*;
 use serde_json::json;
 
-/// Serves `/init`, answers the first `/run` with its pid and every later one with 503.
+/// Serves `/init` (and the readiness probe) on the socket it is given as stdin, answers the
+/// first `/run` with its pid and every later one with 503.
 const FAKE_PROXY: &str = r#"
-import json, os, socketserver, sys, http.server
+import json, os, socket, socketserver, sys, http.server
 SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX'
 runs = 0
 class H(http.server.BaseHTTPRequestHandler):
@@ -37,31 +38,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-socketserver.UnixStreamServer(os.environ['BRISK_SOCKET'], H).serve_forever()
+server = socketserver.UnixStreamServer(None, H, bind_and_activate=False)
+server.socket = socket.socket(fileno=int(os.environ['BRISK_LISTEN_FD']))
+server.serve_forever()
 "#;
 
 #[tokio::test]
 async fn a_503_from_a_warm_container_moves_the_activation() {
-    let dir = tempfile::Builder::new()
-        .prefix("bf")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let runtimes = dir.path().join("runtimes");
-    std::fs::create_dir_all(runtimes.join("fake")).unwrap();
-    std::fs::write(runtimes.join("fake/proxy.py"), FAKE_PROXY).unwrap();
-    let mut manifest = RuntimeManifest::builtin();
-    let mut fake = manifest.runtimes["python"][0].clone();
-    fake.kind = "fake:1".into();
-    fake.proxy = "fake".into();
-    fake.default = true;
-    fake.stem_cells.clear();
-    manifest.runtimes.insert("fake".into(), vec![fake]);
-    let mut config = InvokerConfig::new(dir.path().join("run"), &runtimes);
-    config.prewarm = false;
-    config.user_memory_mb = 1024;
-    let inv = Invoker::start(config, Arc::new(manifest)).await.unwrap();
-
-    let a = Arc::new(action("flaky", code("fake:1", "unused")));
+    let f = fake_invoker(FAKE_PROXY).await;
+    let inv = &f.inv;
+    let a = std::sync::Arc::new(action("flaky", code("fake:1", "unused")));
     let first = inv.run(job(&a, json!({}))).await;
     assert_eq!(first.response.status_code, StatusCode::Success, "{first:?}");
     let second = inv.run(job(&a, json!({}))).await;
@@ -77,4 +63,44 @@ async fn a_503_from_a_warm_container_moves_the_activation() {
     );
     assert_eq!(inv.stats().cold_starts, 2);
     inv.shutdown().await;
+}
+
+/// The proxy is the only holder of its socket, so a runtime that exits, fails to load or is
+/// killed before it answers fails its start at once (the platform's error, no initTime), not
+/// when the action's time limit (60 s) runs out with a timeout blamed on the developer.
+#[tokio::test]
+async fn a_runtime_that_dies_before_answering_fails_its_start_at_once() {
+    let cases = [
+        ("exits", "import sys\nsys.exit(3)\n"),
+        ("syntax-error", "def broken(:\n"),
+        (
+            "killed",
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        ),
+    ];
+    for (name, proxy) in cases {
+        let f = fake_invoker(proxy).await;
+        let a = std::sync::Arc::new(action(name, code("fake:1", "unused")));
+        assert_eq!(a.limits.timeout, 60_000);
+        let t0 = Instant::now();
+        let act = f.inv.run(job(&a, json!({}))).await;
+        let took = t0.elapsed();
+        assert_eq!(
+            act.response.status_code,
+            StatusCode::WhiskError,
+            "{name}: {act:?}"
+        );
+        assert_eq!(
+            result(&act),
+            json!({"error": "Failed to provision resources to run the action."}),
+            "{name}"
+        );
+        assert!(act.annotations.get("initTime").is_none(), "{name}: {act:?}");
+        assert!(
+            took < Duration::from_secs(30),
+            "{name}: the start failed only after {took:?}"
+        );
+        assert_eq!(f.inv.stats().live_containers, 0, "{name}");
+        f.inv.shutdown().await;
+    }
 }

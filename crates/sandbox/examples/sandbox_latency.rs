@@ -9,10 +9,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brisk_invoker::{Container, ContainerSpec};
+use brisk_invoker::{Container, ContainerSpec, ProxyClient};
 use brisk_sandbox::{NetworkPolicy, SandboxConfig, SandboxFactory};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 const ROUNDS: usize = 200;
 
@@ -75,19 +73,6 @@ fn spec(
     }
 }
 
-async fn post(socket: &Path, path: &str, body: &str) -> String {
-    let mut s = UnixStream::connect(socket).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
-}
-
 async fn first_run(factory: &SandboxFactory, root: &Path, i: usize, node: bool) -> Duration {
     let runtimes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../invoker/runtimes");
     let (interp, proxy, code) = if node {
@@ -107,18 +92,29 @@ async fn first_run(factory: &SandboxFactory, root: &Path, i: usize, node: bool) 
     let start = Instant::now();
     let (c, out) = factory.create_sandbox(&s).await.expect("create");
     drain(out);
-    while UnixStream::connect(c.socket_path()).await.is_err() {
-        assert!(!c.has_exited(), "proxy died");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // As the invoker does it: the readiness probe (the socket listens already), then /init and
+    // /run on the probed connection.
+    let client = ProxyClient::new(c.socket_path(), c.name());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    client
+        .wait_ready(deadline, || c.has_exited())
+        .await
+        .expect("proxy ready");
     let init =
         serde_json::json!({"value": {"name": "b", "main": "main", "code": code, "binary": false}});
-    let r = post(c.socket_path(), "/init", &init.to_string()).await;
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = client
+        .post("/init", init.to_string().into_bytes(), 4096)
+        .await
+        .expect("init");
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let run = r#"{"value":{"name":"x"},"namespace":"guest","action_name":"b","action_version":"0.0.1","activation_id":"0123456789abcdef0123456789abcdef","transaction_id":"t","deadline":"0"}"#;
-    let r = post(c.socket_path(), "/run", run).await;
+    let r = client
+        .post("/run", run.as_bytes().to_vec(), 4096)
+        .await
+        .expect("run");
     let took = start.elapsed();
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    client.close_idle();
     c.destroy().await;
     took
 }

@@ -2,6 +2,7 @@
 //! launcher a [`LaunchSpec`], and drives pause/resume/destroy through the cgroup.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec};
+use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV};
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
@@ -22,8 +23,6 @@ use crate::error::{Error, Result};
 use crate::netns::{Netns, NetnsPool};
 use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
 
-/// Longest path a `sockaddr_un` holds (including the terminating NUL).
-const SUN_PATH_MAX: usize = 107;
 /// Size of the tmpfs at the container's private directory inside the sandbox.
 const PRIVATE_DIR_BYTES: u64 = 1024 * 1024;
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -176,16 +175,15 @@ impl SandboxFactory {
                 }
             },
         };
-        // The socket lives in the sandbox's own tmpfs; the host reaches it through the
-        // launcher's root (the sandbox's root once init pivoted).
-        if socket_via(u32::MAX, spec).as_os_str().len() > SUN_PATH_MAX {
-            return Err(brisk_invoker::Error::SocketPathTooLong(spec.socket_path()));
-        }
+        // The socket lives in the host's private directory, which the sandbox does not see;
+        // the runtime gets it already listening, as its stdin (socket activation).
+        let socket = spec.checked_socket_path()?;
         let inner = self.inner.clone();
         let spec_owned = spec.clone();
-        let (cgroup, launch) = tokio::task::spawn_blocking(move || inner.prepare(&spec_owned))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let (cgroup, launch, listener) =
+            tokio::task::spawn_blocking(move || inner.prepare(&spec_owned))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         let netns = match pool.take() {
             Some(ns) => Some(ns),
             // Without egress the launcher creates a bare namespace itself; with egress it must
@@ -224,14 +222,15 @@ impl SandboxFactory {
             // back that heap with transparent huge pages, from before `main`: ~4 MB more per
             // container. (The runtime's environment is the spec's, without this.)
             .env("MIMALLOC_ALLOW_THP", "0")
-            .stdin(Stdio::null())
+            // The listening socket: the launcher and init pass it on and close their copies.
+            .stdin(Stdio::from(listener))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let container = SandboxContainer {
             name: spec.name.clone(),
             dir: spec.dir.clone(),
-            socket: spec.socket_path(),
+            socket,
             cgroup,
             launcher: None,
             netns: Mutex::new(netns),
@@ -240,7 +239,11 @@ impl SandboxFactory {
             destroyed: AtomicBool::new(false),
             oom_kills: AtomicU64::new(0),
         };
-        let mut child = match cmd.spawn() {
+        let spawned = cmd.spawn();
+        // The command holds the server's copy of the listening socket: the runtime must be its
+        // only holder, so that the socket closes when the runtime exits.
+        drop(cmd);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(source) => {
                 container.destroy().await;
@@ -257,9 +260,6 @@ impl SandboxFactory {
         let launcher_pid = child.id().map(|p| p as i32);
         let mut container = container;
         container.launcher = Some(Launcher::watch(child, launcher_pid));
-        if let Some(pid) = launcher_pid {
-            container.socket = socket_via(pid as u32, spec);
-        }
         self.inner
             .live
             .lock()
@@ -283,8 +283,12 @@ impl SandboxFactory {
 }
 
 impl Inner {
-    /// Creates the private directory and the cgroup; builds the launch spec (without netns).
-    fn prepare(&self, spec: &ContainerSpec) -> Result<(Cgroup, LaunchSpec)> {
+    /// Creates the private directory, the proxy's listening socket in it and the cgroup; builds
+    /// the launch spec (without netns).
+    fn prepare(
+        &self,
+        spec: &ContainerSpec,
+    ) -> brisk_invoker::Result<(Cgroup, LaunchSpec, OwnedFd)> {
         let c = &self.config;
         // Shutdown removes it; a factory used afterwards makes it again.
         std::fs::create_dir_all(&self.root_dir)
@@ -294,6 +298,7 @@ impl Inner {
         // Only the invoker writes here; the sandbox sees `code` read-only.
         std::fs::set_permissions(&spec.dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io("chmod container dir", &spec.dir, e))?;
+        let listener = spec.listen()?;
 
         let interpreter = std::fs::canonicalize(&spec.interpreter)
             .map_err(|e| Error::io("resolve interpreter", &spec.interpreter, e))?;
@@ -312,8 +317,9 @@ impl Inner {
         }
         let dir = utf8(&spec.dir)?;
         let code = utf8(&code)?;
-        // Inside, the private directory is a small tmpfs of the sandbox's own (the proxy's
-        // socket and HOME live there), so nothing the action does reaches the host's disk.
+        // Inside, the private directory is a small tmpfs of the sandbox's own (HOME), so nothing
+        // the action does reaches the host's disk, and the host's directory (the proxy's
+        // socket) stays out of sight.
         mounts.push(MountSpec::Tmpfs {
             dst: dir.clone(),
             bytes: PRIVATE_DIR_BYTES,
@@ -328,7 +334,7 @@ impl Inner {
             ("HOME".to_owned(), dir.clone()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            ("BRISK_SOCKET".to_owned(), utf8(&spec.socket_path())?),
+            (LISTEN_FD_ENV.to_owned(), "0".to_owned()),
             ("__OW_API_HOST".to_owned(), spec.api_host.clone()),
         ];
         if spec.allow_concurrent {
@@ -360,7 +366,7 @@ impl Inner {
                 .collect(),
             env,
         };
-        Ok((cgroup, launch))
+        Ok((cgroup, launch, listener))
     }
 
     fn shutdown_blocking(&self) {
@@ -400,17 +406,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.shutdown_blocking();
     }
-}
-
-/// The proxy's socket as the host reaches it: through `/proc/<launcher>/root`.
-fn socket_via(launcher_pid: u32, spec: &ContainerSpec) -> PathBuf {
-    let mut p = PathBuf::from(format!("/proc/{launcher_pid}/root"));
-    p.push(
-        spec.socket_path()
-            .strip_prefix("/")
-            .unwrap_or(&spec.socket_path()),
-    );
-    p
 }
 
 /// A minimal `/etc/passwd` and `/etc/group` (root and the sandbox user), so that

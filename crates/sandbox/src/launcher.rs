@@ -9,6 +9,10 @@
 //! ```
 //! The outer launcher stays as the factory's child and exits with the runtime's status; if it
 //! is killed, the kernel kills init (parent-death signal) and with it the whole pid namespace.
+//!
+//! Standard input is the proxy's listening socket (socket activation): the launcher and init
+//! pass it down and, once their child has it, put `/dev/null` in its place, so that the runtime
+//! is its only holder and the socket closes when the runtime exits.
 #![allow(
     unsafe_code,
     reason = "fork, PR_CAPBSET_DROP and close_range have no safe wrappers; each use has a SAFETY note"
@@ -17,6 +21,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -93,8 +98,26 @@ fn launch() -> Res<Infallible> {
     // SAFETY: the launcher is single-threaded (documented requirement of `launcher_main`), so
     // the child may run arbitrary code after fork.
     match ctx(unsafe { fork() }, "fork sandbox init")? {
-        ForkResult::Parent { child } => exit_like(child),
+        ForkResult::Parent { child } => {
+            release_stdin();
+            exit_like(child)
+        }
         ForkResult::Child => sandbox_init(&spec),
+    }
+}
+
+/// Gives up this process's copy of the listening socket (stdin) once a child holds it:
+/// `/dev/null` takes its place (or, should that fail, nothing does).
+fn release_stdin() {
+    match File::open("/dev/null") {
+        Ok(null) => {
+            if nix::unistd::dup2(null.as_raw_fd(), 0).is_err() {
+                let _ = nix::unistd::close(0);
+            }
+        }
+        Err(_) => {
+            let _ = nix::unistd::close(0);
+        }
     }
 }
 
@@ -122,7 +145,10 @@ fn sandbox_init(spec: &LaunchSpec) -> ! {
         let filters = ctx(crate::seccomp::filters(), "compile seccomp filters")?;
         // SAFETY: this process is single-threaded (forked from the single-threaded launcher).
         match ctx(unsafe { fork() }, "fork runtime")? {
-            ForkResult::Parent { child } => reap_until(child),
+            ForkResult::Parent { child } => {
+                release_stdin();
+                reap_until(child)
+            }
             ForkResult::Child => {
                 let e = match exec_runtime(spec, &filters) {
                     Ok(never) => match never {},
@@ -337,7 +363,8 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
         format_args!("chdir {}", spec.cwd),
     )?;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; nothing is closed
-    // under code that still uses it, and only stdin/stdout/stderr survive the exec.
+    // under code that still uses it, and only stdin (the listening socket), stdout and stderr
+    // survive the exec.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,

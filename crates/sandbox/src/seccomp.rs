@@ -127,6 +127,19 @@ pub fn filters() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
 mod tests {
     use super::*;
 
+    /// The runtime accepts connections on the listening socket it inherits (socket activation).
+    #[test]
+    fn accepting_on_an_inherited_socket_is_allowed() {
+        for sc in [
+            libc::SYS_accept,
+            libc::SYS_accept4,
+            libc::SYS_listen,
+            libc::SYS_getsockopt,
+        ] {
+            assert!(!DENIED.contains(&sc) && !DENIED_ARCH.contains(&sc), "{sc}");
+        }
+    }
+
     #[test]
     fn filters_compile() {
         let f = filters().unwrap();

@@ -118,8 +118,8 @@ for i, p in enumerate(['/x', '/usr/x', '/etc/x', '/dev/x', '/proc/x', '{code}/x'
         print('write%d=yes' % i)
     except OSError as e:
         print('write%d=no %s' % (i, e.strerror))
-# HOME (the private directory, which holds the proxy's socket) is a small tmpfs: writable, but
-# nothing reaches the host's disk.
+# HOME (the private directory; the host's one, with the proxy's socket, is not visible) is a
+# small tmpfs: writable, but nothing reaches the host's disk.
 try:
     with open(os.path.join(os.environ['HOME'], 'big'), 'wb') as fh:
         for _ in range(4):

@@ -1,12 +1,12 @@
 //! The real runtime proxies inside a sandbox: `/init` and `/run` over the Unix socket in the
-//! container's private directory.
+//! container's private directory on the host, which the sandboxed proxy was given listening.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brisk_invoker::{Container, ContainerSpec};
+use brisk_invoker::{Container, ContainerSpec, ProxyClient};
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,13 +62,17 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// The socket listens as soon as the sandbox is created (socket activation); the proxy is
+/// ready once it answers the invoker's readiness probe.
 async fn wait_ready(c: &dyn Container, deadline: Duration) {
-    let start = Instant::now();
-    while UnixStream::connect(c.socket_path()).await.is_err() {
-        assert!(!c.has_exited(), "proxy exited before it was ready");
-        assert!(start.elapsed() < deadline, "proxy not ready in time");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let early = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(c.socket_path()))
+        .await
+        .expect("connect does not wait for the proxy");
+    early.expect("the socket accepts connections before the proxy runs");
+    ProxyClient::new(c.socket_path(), c.name())
+        .wait_ready(tokio::time::Instant::now() + deadline, || c.has_exited())
+        .await
+        .expect("proxy ready");
 }
 
 async fn init_and_run(f: &Fixture, kind: &str, interpreter: &str, proxy: &str, code: &str) {

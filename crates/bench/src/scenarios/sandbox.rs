@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) {
         }
     }
     s.note(format!(
-        "sandbox (direct): a sandbox factory of the bench's own (launcher as brisk serve, network none) running the Node.js proxy, timed around the ContainerFactory/Container calls: create = create() returning (cgroup, private directory, launcher spawned), proxy ready = from create() until the proxy's socket accepts a connection, then pause() and resume() alternating on one idle container ({} ms apart), destroy = destroy() of each",
+        "sandbox (direct): a sandbox factory of the bench's own (launcher as brisk serve, network none) running the Node.js proxy, timed around the ContainerFactory/Container calls: create = create() returning (cgroup, private directory, launcher spawned), proxy ready = from create() until the proxy answers the invoker's readiness probe (its socket listens from create() on), then pause() and resume() alternating on one idle container ({} ms apart), destroy = destroy() of each",
         GAP.as_millis()
     ));
     if let Some(e) = failure
@@ -226,7 +226,7 @@ async fn pause_resume(c: &dyn Container, n: usize, m: &mut Measured) -> anyhow::
     Ok(())
 }
 
-/// Waits until the proxy accepts a connection, with the invoker's own client and retry.
+/// Waits until the proxy answers the readiness probe, with the invoker's own client.
 async fn wait_ready(c: &dyn Container, started: Instant) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::from_std(started + READY_TIMEOUT);
     ProxyClient::new(c.socket_path(), c.name())

@@ -388,6 +388,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._reply(400, {"error": "Malformed request body."})
             return
         path = self.path
+        if path == "/ready":
+            self._reply(200, {"ok": True})
+            return
         if path not in ("/init", "/run"):
             self._reply(404, {"error": "Not found."})
             return
@@ -426,8 +429,22 @@ class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 def main():
+    listen_fd = os.environ.get("BRISK_LISTEN_FD")
     sock_path = os.environ.get("BRISK_SOCKET")
-    if sock_path:
+    if listen_fd:
+        # Socket activation: the socket listens already. When it is stdin, it moves to a
+        # descriptor of its own and /dev/null becomes stdin again.
+        fd = int(listen_fd)
+        if fd <= 2:
+            moved = os.dup(fd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, fd)
+            os.close(null)
+            fd = moved
+        server = UnixServer(None, Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=fd)
+    elif sock_path:
         try:
             os.unlink(sock_path)
         except FileNotFoundError:

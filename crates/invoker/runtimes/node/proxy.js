@@ -3,11 +3,13 @@
 //
 // Speaks the action container contract described in docs/runtime-protocol.md:
 // POST /init loads the user's code once, POST /run calls its entry point. It
-// listens on the Unix socket named by BRISK_SOCKET (or 127.0.0.1:BRISK_PORT for
-// manual testing). Every line the action writes to stdout/stderr during an
-// activation is tagged "\x01<activation id>\x02" so the invoker can attribute
-// it even when runs overlap, and every run ends with a tagged sentinel line on
-// both streams, written before the HTTP response.
+// serves the listening socket it is given as file descriptor BRISK_LISTEN_FD
+// (socket activation: the invoker's stdin), or for manual testing a Unix socket
+// it binds at BRISK_SOCKET, or 127.0.0.1:BRISK_PORT. Every line the action
+// writes to stdout/stderr during an activation is tagged
+// "\x01<activation id>\x02" so the invoker can attribute it even when runs
+// overlap, and every run ends with a tagged sentinel line on both streams,
+// written before the HTTP response.
 //
 // Standard library only.
 
@@ -700,6 +702,11 @@ function drain(conn) {
 function dispatch(head, body, res) {
   const q = head.url.indexOf('?');
   const url = q < 0 ? head.url : head.url.slice(0, q);
+  if (url === '/ready' && head.method === 'POST') {
+    // The invoker's readiness probe, the first request of a container.
+    send(res, 200, { ok: true });
+    return;
+  }
   const route = url === '/init' || url === '/run' ? url : null;
   if (head.method !== 'POST' || route === null) {
     send(res, 404, { error: 'Not found.' });
@@ -750,8 +757,25 @@ function warmUp() {
 }
 warmUp();
 
+const listenFd = process.env.BRISK_LISTEN_FD;
 const socketPath = process.env.BRISK_SOCKET;
-if (socketPath) {
+if (listenFd) {
+  // Socket activation: the socket listens already, and the invoker's readiness probe waits in
+  // its backlog. The probe is the first request through this server and warms its parser and
+  // response path, as the request to itself below does.
+  const fd = parseInt(listenFd, 10);
+  if (fd === 0) {
+    // Node cannot move the socket off stdin; the action's `process.stdin` reads /dev/null, as
+    // it would without socket activation.
+    let stdin = null;
+    Object.defineProperty(process, 'stdin', {
+      configurable: true,
+      enumerable: true,
+      get: () => stdin || (stdin = fs.createReadStream('/dev/null')),
+    });
+  }
+  server.listen({ fd });
+} else if (socketPath) {
   try {
     fs.unlinkSync(socketPath);
   } catch (_) {

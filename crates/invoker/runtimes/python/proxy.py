@@ -2,8 +2,10 @@
 
 Speaks the action container contract described in docs/runtime-protocol.md:
 POST /init loads the user's code once, POST /run calls its entry point. It
-listens on the Unix socket named by BRISK_SOCKET (or 127.0.0.1:BRISK_PORT with
-TCP_NODELAY for manual testing).
+serves the listening socket it is given as file descriptor BRISK_LISTEN_FD
+(socket activation: the invoker's stdin; /dev/null takes the socket's place as
+stdin), or for manual testing a Unix socket it binds at BRISK_SOCKET, or
+127.0.0.1:BRISK_PORT with TCP_NODELAY.
 
 Runs are serialized: one thread serves every connection and runs the action, so
 the action runs on the interpreter's main thread (signals, asyncio and threading
@@ -13,14 +15,14 @@ tagged sentinel on both streams, written before the HTTP response; a run that
 wrote nothing skips the sentinels and answers with "X-Brisk-Logs: none".
 
 Start-up is on the cold-start path. The proxy is made to run as `python3 -I -S`
-from its byte-compiled form (no `site` and no compiling before it listens), and
-imports only built-in modules until its socket listens (not the json, socket or
+from its byte-compiled form (no `site` and no compiling before it serves), and
+imports only built-in modules until it has its socket (not the json, socket or
 threading packages: `json` alone imports `re`, which costs more than the rest of
 the start). Then, before it serves the first request, it does what every action
 needs: `os`, the JSON codec, `site` when started without it (site-packages and
 .pth files, as a normal start) and the compiler's first-use set-up. A stem cell
 does that while it waits in the pool; a cold start overlaps it with the
-invoker's connect and request.
+invoker's readiness probe, which waits in the socket's backlog.
 
 Standard library only.
 """
@@ -32,7 +34,7 @@ import posix
 import select
 import sys
 
-os = None  # imported by _warm_up(), once the socket listens
+os = None  # imported by _warm_up(), once the proxy has its socket
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 NOT_A_DICTIONARY = "The action did not return a dictionary or array."
@@ -567,6 +569,8 @@ class Connection:
 
 def _dispatch(method, path, raw):
     """(status, payload) or, for a /run, (status, payload, X-Brisk-Logs value)."""
+    if path == b"/ready" and method == b"POST":
+        return 200, {"ok": True}
     if method != b"POST" or path not in (b"/init", b"/run"):
         return 404, {"error": "Not found."}
     try:
@@ -627,7 +631,21 @@ def _serve(conn):
 
 
 def _listen():
-    """The listening socket (Unix at BRISK_SOCKET, else TCP on 127.0.0.1:BRISK_PORT)."""
+    """The listening socket: descriptor BRISK_LISTEN_FD, else Unix at BRISK_SOCKET, else TCP on
+    127.0.0.1:BRISK_PORT."""
+    listen_fd = posix.environ.get(b"BRISK_LISTEN_FD")
+    if listen_fd:
+        fd = int(listen_fd)
+        if fd <= 2:
+            # The socket is stdin: keep it on a descriptor of its own (not inherited by child
+            # processes) and give the action, and what it starts, /dev/null as stdin again.
+            moved = posix.dup(fd)
+            null = posix.open("/dev/null", posix.O_RDONLY)
+            posix.dup2(null, fd)
+            posix.close(null)
+            fd = moved
+        # Bound and listening already (its family and type are read from the descriptor).
+        return _socket.socket(fileno=fd)
     sock_path = posix.environ.get(b"BRISK_SOCKET")
     if sock_path:
         try:
@@ -646,7 +664,7 @@ def _listen():
 
 
 def _warm_up():
-    """What every action needs before its code loads, done once the socket listens."""
+    """What every action needs before its code loads, done once the proxy has its socket."""
     global os
     import os
 

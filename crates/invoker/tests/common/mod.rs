@@ -60,6 +60,32 @@ pub async fn invoker_with(
     Fixture { inv, dir }
 }
 
+/// An invoker (no stem cells) with one kind only, `fake:1`: the Python script `proxy` run as a
+/// Python proxy is, socket-activated.
+pub async fn fake_invoker(proxy: &str) -> Fixture {
+    let dir = tempfile::Builder::new()
+        .prefix("bf")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let runtimes = dir.path().join("runtimes");
+    std::fs::create_dir_all(runtimes.join("fake")).unwrap();
+    std::fs::write(runtimes.join("fake/proxy.py"), proxy).unwrap();
+    let mut manifest = RuntimeManifest::builtin();
+    let mut fake = manifest.runtimes["python"][0].clone();
+    fake.kind = "fake:1".into();
+    fake.proxy = "fake".into();
+    fake.default = true;
+    fake.stem_cells.clear();
+    manifest.runtimes.insert("fake".into(), vec![fake]);
+    let mut config = InvokerConfig::new(dir.path().join("run"), &runtimes);
+    config.prewarm = false;
+    config.user_memory_mb = 1024;
+    let inv = Invoker::start(config, Arc::new(manifest))
+        .await
+        .expect("invoker starts");
+    Fixture { inv, dir }
+}
+
 pub fn limits() -> ActionLimits {
     SystemLimits::default().default_action_limits()
 }
@@ -166,8 +192,8 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// Pids of processes whose environment mentions `needle` (our containers carry their socket
-/// path under the run dir).
+/// Pids of processes whose environment mentions `needle` (our containers carry their private
+/// directory under the run dir as `HOME`).
 pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
