@@ -40,14 +40,6 @@ async fn serves_the_socket_it_is_given(interpreter: &str, args: &[&str], proxy: 
         let _ = logs.read_to_string(&mut s).await;
         s
     });
-    let pid = std::fs::read_to_string(spec.dir.join("pid")).unwrap();
-    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
-    let environ = String::from_utf8_lossy(&environ);
-    assert!(
-        environ.split('\0').any(|v| v == "BRISK_LISTEN_FD=0"),
-        "{environ}"
-    );
-    assert!(!environ.contains("BRISK_SOCKET"), "{environ}");
     let early = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(c.socket_path()))
         .await
         .expect("connect does not wait for the proxy");
@@ -60,6 +52,15 @@ async fn serves_the_socket_it_is_given(interpreter: &str, args: &[&str], proxy: 
         .wait_ready(deadline, || c.has_exited())
         .await
         .unwrap();
+    // Read only now: while the process may still be inside `execve`, its environment reads empty.
+    let pid = std::fs::read_to_string(spec.dir.join("pid")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.split('\0').any(|v| v == "BRISK_LISTEN_FD=0"),
+        "{environ}"
+    );
+    assert!(!environ.contains("BRISK_SOCKET"), "{environ}");
     let init = json!({"value": {"name": "hi", "main": "main", "code": code, "binary": false}});
     let r = client
         .post("/init", init.to_string().into_bytes(), 1 << 16)
