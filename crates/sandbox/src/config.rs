@@ -31,7 +31,7 @@ pub struct SandboxConfig {
     pub ro_paths: Vec<PathBuf>,
     /// Default outbound network policy of containers.
     pub network: NetworkPolicy,
-    /// Whether to set up the egress bridge and firewall (needs the `ip` and `nft` commands);
+    /// Whether to set up the egress bridge and firewall (needs the `nft` command);
     /// without it only policy `none` is available.
     pub egress_available: bool,
     /// Extra IPv4 destinations (CIDR, e.g. the subnet of the platform's database or message

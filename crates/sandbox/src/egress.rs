@@ -9,21 +9,29 @@
 //!   other at layer 2; forwarding into the bridge only lets replies through.
 //! * Link-local addresses (cloud metadata services) are dropped.
 //!
-//! Set up with the `ip` and `nft` commands once per factory and once per pooled namespace (off
-//! the cold path). Requires `ip_forward`, which the factory turns on.
+//! Devices, addresses and routes are made with rtnetlink requests from this process
+//! ([`crate::rtnl`]); the firewall with the `nft` command, once per factory. Requires
+//! `ip_forward`, which the factory turns on.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
+use crate::rtnl::Rtnl;
+
+/// Prefix length of the bridge's network, `10.X.0.0/16`.
+const PREFIX_LEN: u8 = 16;
 
 /// Host-side plumbing shared by every egress namespace of one factory.
 #[derive(Debug)]
 pub struct Egress {
     /// Bridge device (`brisk<hash>`), also the suffix of the nftables tables.
     bridge: String,
+    /// The bridge's ifindex (the master of every host-side veth).
+    bridge_index: u32,
     /// Second octet of the factory's `10.X.0.0/16`.
     octet: u8,
     tag: String,
@@ -49,16 +57,11 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<()>
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            let package = if program == "nft" {
-                "nftables"
-            } else {
-                "iproute2"
-            };
             std::io::Error::new(
                 e.kind(),
                 format!(
-                    "`{program}` is not installed: install the {package} package \
-                     (apt-get install {package}) or run containers without network \
+                    "`{program}` is not installed: install the nftables package \
+                     (apt-get install nftables) or run containers without network \
                      (brisk serve --network none)"
                 ),
             )
@@ -100,8 +103,9 @@ impl Egress {
         }
         let h = tag_of(instance);
         let tag = format!("{:08x}", h);
-        let eg = Self {
+        let mut eg = Self {
             bridge: format!("brisk{}", &tag[..8]),
+            bridge_index: 0,
             octet: 128 + (h % 64) as u8,
             tag,
             next_host: AtomicU32::new(2),
@@ -110,15 +114,22 @@ impl Egress {
         let fail = |e: std::io::Error| Error::Egress(e.to_string());
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .map_err(|e| Error::Egress(format!("enable ip_forward: {e}")))?;
+        let made = (|| {
+            let mut nl = Rtnl::open()?;
+            nl.add_bridge(&eg.bridge)?;
+            let index = nl.link_index(&eg.bridge)?;
+            nl.add_address(index, eg.gateway(), PREFIX_LEN)?;
+            nl.set_up(&eg.bridge)?;
+            Ok(index)
+        })();
+        eg.bridge_index = match made {
+            Ok(index) => index,
+            Err(e) => {
+                eg.teardown();
+                return Err(fail(e));
+            }
+        };
         let (br, o) = (&eg.bridge, eg.octet);
-        run(
-            "ip",
-            &["-batch", "-"],
-            Some(&format!(
-                "link add {br} type bridge\naddr add 10.{o}.0.1/16 dev {br}\nlink set {br} up\n"
-            )),
-        )
-        .map_err(fail)?;
         let t = &eg.tag;
         let extra: String = deny
             .iter()
@@ -155,41 +166,40 @@ table ip brisk_nat_{t} {{
     }
 
     /// Gateway (bridge) address, as seen from containers.
-    pub fn gateway(&self) -> String {
-        format!("10.{}.0.1", self.octet)
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.octet, 0, 1)
     }
 
-    /// Connects the namespace the calling thread is in (whose descriptor is `_ns`) to the
-    /// bridge; the thread must be able to return home to run the host-side half, which
-    /// [`Egress::attach_host_side`] does.
-    pub fn wire(&self, _ns: &OwnedFd) -> std::io::Result<String> {
+    /// Wires the namespace `ns` to the bridge: a veth pair, `eth0` inside with the next
+    /// address of `10.X.0.0/16`, up, and a default route via the bridge; `bk<tag><n>` on the
+    /// host, an isolated port of the bridge, up. `inside` must be a socket opened in `ns`; the
+    /// calling thread must be in the host's namespace. Returns the host end's name; on failure
+    /// the pair is deleted again.
+    pub fn wire(&self, ns: &OwnedFd, inside: &mut Rtnl) -> std::io::Result<String> {
         let n = self.next_host.fetch_add(1, Ordering::Relaxed) % 65_000 + 2;
-        let ip = format!("10.{}.{}.{}", self.octet, n / 254, n % 254 + 1);
+        let ip = Ipv4Addr::new(10, self.octet, (n / 254) as u8, (n % 254 + 1) as u8);
         let host_dev = format!("bk{}{:x}", &self.tag[..6], n);
-        let script = format!(
-            "link add eth0 type veth peer name {host_dev} netns {pid}\n\
-             addr add {ip}/16 dev eth0\n\
-             link set eth0 up\n\
-             route add default via {gw}\n",
-            pid = std::process::id(),
-            gw = self.gateway(),
-        );
-        run("ip", &["-batch", "-"], Some(&script))?;
-        Ok(host_dev)
-    }
-
-    /// Host half of [`Egress::wire`]: enslaves the host end to the bridge as an isolated port.
-    pub fn attach_host_side(&self, host_dev: &str) -> std::io::Result<()> {
-        let br = &self.bridge;
-        run(
-            "ip",
-            &["-batch", "-"],
-            Some(&format!(
-                "link set {host_dev} master {br}\n\
-                 link set dev {host_dev} type bridge_slave isolated on\n\
-                 link set {host_dev} up\n"
-            )),
-        )
+        let mut host = Rtnl::open()?;
+        // Enslaved at creation, made isolated, and only then up, so the port never forwards
+        // between containers.
+        host.add_veth(&host_dev, self.bridge_index, "eth0", ns.as_fd())?;
+        let rest = (|| {
+            host.set_bridge_port_isolated(&host_dev)?;
+            host.set_up(&host_dev)?;
+            let eth0 = inside.link_index("eth0")?;
+            inside.add_address(eth0, ip, PREFIX_LEN)?;
+            inside.set_up("eth0")?;
+            inside.add_default_route(self.gateway())
+        })();
+        match rest {
+            Ok(()) => Ok(host_dev),
+            Err(e) => {
+                // The pair would go with the namespace, but the kernel frees namespaces
+                // later; meanwhile the host end would sit on the bridge.
+                let _ = host.delete_link(&host_dev);
+                Err(e)
+            }
+        }
     }
 
     /// Removes the rules, the bridge and every host-side veth of this factory (they would die
@@ -197,11 +207,12 @@ table ip brisk_nat_{t} {{
     pub fn teardown(&self) {
         let t = &self.tag;
         let prefix = format!("bk{}", &t[..6]);
-        if let Ok(devs) = std::fs::read_dir("/sys/class/net") {
+        let mut nl = Rtnl::open().ok();
+        if let (Some(nl), Ok(devs)) = (&mut nl, std::fs::read_dir("/sys/class/net")) {
             for d in devs.flatten() {
                 let name = d.file_name().to_string_lossy().into_owned();
                 if name.starts_with(&prefix) {
-                    let _ = run("ip", &["link", "del", &name], None);
+                    let _ = nl.delete_link(&name);
                 }
             }
         }
@@ -215,7 +226,9 @@ table ip brisk_nat_{t} {{
             &["delete", "table", "ip", &format!("brisk_nat_{t}")],
             None,
         );
-        let _ = run("ip", &["link", "del", &self.bridge], None);
+        if let Some(nl) = &mut nl {
+            let _ = nl.delete_link(&self.bridge);
+        }
     }
 
     /// The bridge device's name.

@@ -136,12 +136,27 @@ impl SandboxFactory {
 
     /// Address of the egress bridge as containers see it (`None` with policy `none`).
     pub fn egress_gateway(&self) -> Option<String> {
-        self.inner.egress.as_ref().map(|e| e.gateway())
+        self.inner.egress.as_ref().map(|e| e.gateway().to_string())
     }
 
     /// Name of the egress bridge device (`None` with policy `none`).
     pub fn egress_bridge(&self) -> Option<String> {
         self.inner.egress.as_ref().map(|e| e.bridge().to_owned())
+    }
+
+    /// Creates a network namespace of `policy` right now on the calling thread, as a container
+    /// does when the pool is empty (blocking). For tests and measurements: the namespace is the
+    /// caller's, not the pool's.
+    pub fn create_netns(&self, policy: NetworkPolicy) -> Result<Netns> {
+        let pool = match policy {
+            NetworkPolicy::None => &self.inner.none_pool,
+            NetworkPolicy::Egress => self
+                .inner
+                .egress_pool
+                .as_ref()
+                .ok_or_else(|| Error::Egress("egress is not enabled in this factory".into()))?,
+        };
+        pool.create_now().map_err(Error::Netns)
     }
 
     /// The configuration in use.

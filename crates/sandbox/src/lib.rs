@@ -20,6 +20,7 @@ mod error;
 mod factory;
 mod launcher;
 mod netns;
+mod rtnl;
 mod seccomp;
 mod spec;
 
@@ -28,4 +29,5 @@ pub use config::{NetworkPolicy, SandboxConfig, cpu_shares, default_ro_paths};
 pub use error::{Error, Result};
 pub use factory::{SandboxContainer, SandboxFactory};
 pub use launcher::{SETUP_FAILED, launcher_main};
+pub use netns::Netns;
 pub use spec::{LaunchSpec, MountSpec, SPEC_ENV};

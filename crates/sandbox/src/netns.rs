@@ -19,17 +19,26 @@ use nix::sched::{CloneFlags, setns, unshare};
 use parking_lot::{Condvar, Mutex};
 
 use crate::egress::Egress;
+use crate::rtnl::Rtnl;
 
 /// A network namespace held open by the invoker.
 #[derive(Debug)]
 pub struct Netns {
     fd: OwnedFd,
+    /// Host end of the namespace's veth (egress only).
+    host_dev: Option<String>,
 }
 
 impl Netns {
     /// Path the launcher opens to join this namespace.
     pub fn proc_path(&self) -> String {
         format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
+    }
+
+    /// Name of the host end of the namespace's `eth0` (`bk<tag><n>`), when it is wired for
+    /// egress.
+    pub fn host_device(&self) -> Option<&str> {
+        self.host_dev.as_deref()
     }
 }
 
@@ -139,24 +148,26 @@ impl Drop for NetnsPool {
     }
 }
 
-/// Creates a namespace, wired for egress if asked. The calling thread moves into it for the
-/// namespace-side setup and returns to its own namespace before this returns.
+/// Creates a namespace, wired for egress if asked. The calling thread moves into it only to
+/// bring up loopback and open a netlink socket there (which keeps talking to the new namespace),
+/// and returns to its own namespace before the wiring.
 fn create(egress: Option<&Egress>) -> std::io::Result<Netns> {
     let home = File::open("/proc/thread-self/ns/net")?;
     let made = (|| {
         unshare(CloneFlags::CLONE_NEWNET)?;
         let fd: OwnedFd = File::open("/proc/thread-self/ns/net")?.into();
         loopback_up()?;
-        let host_dev = egress.map(|eg| eg.wire(&fd)).transpose()?;
-        Ok::<_, std::io::Error>((fd, host_dev))
+        let inside = egress.map(|_| Rtnl::open()).transpose()?;
+        Ok::<_, std::io::Error>((fd, inside))
     })();
     // Always go home, also after a failure half-way.
     setns(&home, CloneFlags::CLONE_NEWNET)?;
-    let (fd, host_dev) = made?;
-    if let (Some(eg), Some(dev)) = (egress, host_dev) {
-        eg.attach_host_side(&dev)?;
-    }
-    Ok(Netns { fd })
+    let (fd, inside) = made?;
+    let host_dev = match (egress, inside) {
+        (Some(eg), Some(mut inside)) => Some(eg.wire(&fd, &mut inside)?),
+        _ => None,
+    };
+    Ok(Netns { fd, host_dev })
 }
 
 /// Sets `lo` up in the calling thread's network namespace.

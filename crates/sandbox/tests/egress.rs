@@ -4,11 +4,13 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use brisk_invoker::Container;
-use brisk_sandbox::{NetworkPolicy, SandboxFactory};
+use brisk_sandbox::{Netns, NetworkPolicy, SandboxFactory};
 use common::*;
 use tokio::io::AsyncBufReadExt;
 
@@ -56,10 +58,157 @@ impl Drop for Outside {
     }
 }
 
+fn nft_missing() -> bool {
+    let missing = Command::new("nft").arg("--version").output().is_err();
+    if missing {
+        eprintln!("SKIP: the nft command (Debian package nftables) is not installed");
+    }
+    missing
+}
+
+/// `ip -j …` run in the network namespace `ns`, parsed.
+fn ip_in(ns: &Netns, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.proc_path()))
+        .args(["ip", "-j"])
+        .args(args)
+        .output()
+        .expect("run nsenter ip");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("ip -j output")
+}
+
+fn sys_net(dev: &str, file: &str) -> String {
+    let path = Path::new("/sys/class/net").join(dev).join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+fn has_flag(link: &serde_json::Value, flag: &str) -> bool {
+    link["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == flag))
+}
+
+/// What every egress namespace gets: `eth0` up with its address of the bridge's /16 (`n`, the
+/// host end's suffix, gives `10.X.n/254.n%254+1`) and a default route via the bridge, loopback
+/// up; on the host, `bk<tag><n>` up as an isolated port of the bridge.
+#[test]
+fn egress_namespaces_are_wired_to_isolated_bridge_ports() {
+    if nft_missing() {
+        return;
+    }
+    let instance = format!("t{}-wiring", std::process::id());
+    let mut cfg = config(&instance);
+    cfg.egress_available = true;
+    // Only the namespaces made here, none from the pools' threads.
+    cfg.netns_pool = 0;
+    let factory = SandboxFactory::new(cfg).expect("egress factory");
+    let gateway: Ipv4Addr = factory.egress_gateway().unwrap().parse().unwrap();
+    let bridge = factory.egress_bridge().unwrap();
+
+    // The bridge: up, with the gateway address.
+    assert_eq!(
+        u32::from_str_radix(sys_net(&bridge, "flags").trim_start_matches("0x"), 16).unwrap() & 1,
+        1,
+        "bridge up"
+    );
+    let out = Command::new("ip")
+        .args(["-j", "-4", "addr", "show", "dev", &bridge])
+        .output()
+        .unwrap();
+    let addrs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let addr = &addrs[0]["addr_info"][0];
+    assert_eq!(addr["local"], gateway.to_string(), "{addrs}");
+    assert_eq!(addr["prefixlen"], 16, "{addrs}");
+
+    let namespaces: Vec<Netns> = (0..2)
+        .map(|_| factory.create_netns(NetworkPolicy::Egress).unwrap())
+        .collect();
+    let mut seen = Vec::new();
+    for ns in &namespaces {
+        let dev = ns.host_device().expect("host end of the veth");
+        assert!(dev.starts_with(&format!("bk{}", &bridge[5..11])), "{dev}");
+        let n = u32::from_str_radix(&dev[8..], 16).unwrap();
+        let [_, octet, ..] = gateway.octets();
+        let expected = Ipv4Addr::new(10, octet, (n / 254) as u8, (n % 254 + 1) as u8);
+
+        // Host end: a port of this bridge, isolated, up, with carrier (its peer is up too).
+        let master = std::fs::read_link(Path::new("/sys/class/net").join(dev).join("master"))
+            .expect("host end has a master");
+        assert_eq!(master.file_name().unwrap().to_str(), Some(bridge.as_str()));
+        assert_eq!(sys_net(dev, "brport/isolated"), "1", "{dev} isolated");
+        let flags = u32::from_str_radix(sys_net(dev, "flags").trim_start_matches("0x"), 16);
+        assert_eq!(flags.unwrap() & 1, 1, "{dev} up");
+        assert_eq!(sys_net(dev, "carrier"), "1", "{dev} carrier");
+
+        // Inside: lo and eth0, both up; eth0's address; the default route.
+        let links = ip_in(ns, &["link", "show"]);
+        let names: Vec<&str> = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .collect();
+        assert_eq!(names, ["lo", "eth0"], "{links}");
+        for link in links.as_array().unwrap() {
+            assert!(has_flag(link, "UP") && has_flag(link, "LOWER_UP"), "{link}");
+        }
+        let addrs = ip_in(ns, &["-4", "addr", "show", "dev", "eth0"]);
+        let info = addrs[0]["addr_info"].as_array().unwrap();
+        assert_eq!(info.len(), 1, "{addrs}");
+        assert_eq!(info[0]["local"], expected.to_string(), "{addrs}");
+        assert_eq!(info[0]["prefixlen"], 16, "{addrs}");
+        assert_eq!(info[0]["scope"], "global", "{addrs}");
+        let routes = ip_in(ns, &["-4", "route", "show", "default"]);
+        assert_eq!(routes.as_array().map(Vec::len), Some(1), "{routes}");
+        assert_eq!(routes[0]["gateway"], gateway.to_string(), "{routes}");
+        assert_eq!(routes[0]["dev"], "eth0", "{routes}");
+        seen.push(expected);
+    }
+    assert_ne!(seen[0], seen[1], "each namespace gets its own address");
+
+    // Layer 2: from the first namespace, the gateway answers ARP but the second namespace,
+    // behind another isolated port, never hears the question. (The firewall drops IP traffic
+    // between containers too, so only ARP shows whether the ports are isolated.)
+    let script = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for ip in ('{gateway}', '{}'):\n    s.sendto(b'x', (ip, 9))\ntime.sleep(0.3)\n",
+        seen[1]
+    );
+    let ok = Command::new("nsenter")
+        .arg(format!("--net={}", namespaces[0].proc_path()))
+        .args([PYTHON, "-c", &script])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "send from the first namespace");
+    let neighbours = ip_in(&namespaces[0], &["-4", "neigh", "show", "dev", "eth0"]);
+    let lladdr = |ip: Ipv4Addr| {
+        neighbours
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["dst"] == ip.to_string())
+            .and_then(|n| n["lladdr"].as_str())
+            .map(str::to_owned)
+    };
+    assert!(lladdr(gateway).is_some(), "gateway resolved: {neighbours}");
+    assert_eq!(lladdr(seen[1]), None, "neighbour resolved: {neighbours}");
+
+    drop(namespaces);
+    drop(factory);
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "bridge left after shutdown"
+    );
+}
+
 #[tokio::test]
 async fn egress_reaches_outside_but_not_host_or_neighbours() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("SKIP: the nft command (Debian package nftables) is not installed");
+    if nft_missing() {
         return;
     }
     let instance = format!("t{}-egress", std::process::id());
