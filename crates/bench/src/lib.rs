@@ -157,6 +157,10 @@ pub(crate) struct Plan {
     pub measure: Duration,
     /// Warm-up of throughput phases (64 connections create many containers first).
     pub tp_warmup: Duration,
+    /// Rounds of the throughput scenario: the floor and Brisk take turns, each round measuring
+    /// `measure / tp_rounds`, so a machine that speeds up or slows down during the scenario
+    /// moves both sides of the ratio alike.
+    pub tp_rounds: u32,
     pub cold_actions: usize,
     pub seq_first_runs: usize,
     pub trigger_reps: usize,
@@ -182,6 +186,7 @@ impl Plan {
             warmup: Duration::from_millis(if q { 300 } else { 2000 }),
             measure,
             tp_warmup: Duration::from_millis(if q { 700 } else { 3000 }),
+            tp_rounds: if q { 1 } else { 3 },
             cold_actions: args.cold_actions.unwrap_or(if q { 3 } else { 20 }).max(1),
             seq_first_runs: if q { 1 } else { 5 },
             trigger_reps: if q { 5 } else { 100 },

@@ -55,6 +55,19 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Adds another measurement of the same load (a later round of it): samples, errors and
+    /// measured time add up, so the rate is over both windows.
+    pub fn absorb(&mut self, other: LoadResult) {
+        self.all.extend(other.all);
+        self.cold.extend(other.cold);
+        self.warm.extend(other.warm);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.window += other.window;
+    }
+
     pub fn rps(&self) -> f64 {
         let secs = self.window.as_secs_f64();
         if secs > 0.0 {
@@ -191,5 +204,37 @@ impl ConnResult {
             self.errors += 1;
         }
         self.first_error.get_or_insert(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(n: usize, secs: u64, errors: u64, first: Option<&str>) -> LoadResult {
+        let mut all = Samples::new();
+        for _ in 0..n {
+            all.push(Duration::from_millis(1));
+        }
+        LoadResult {
+            all,
+            errors,
+            first_error: first.map(str::to_owned),
+            window: Duration::from_secs(secs),
+            ..LoadResult::default()
+        }
+    }
+
+    #[test]
+    fn rounds_add_up_to_one_rate() {
+        let mut total = LoadResult::default();
+        total.absorb(result(300, 1, 0, None));
+        total.absorb(result(100, 1, 2, Some("first")));
+        total.absorb(result(200, 2, 1, Some("second")));
+        assert_eq!(total.all.len(), 600);
+        assert_eq!(total.window, Duration::from_secs(4));
+        assert_eq!(total.rps(), 150.0);
+        assert_eq!(total.errors, 3);
+        assert_eq!(total.first_error.as_deref(), Some("first"));
     }
 }
