@@ -9,7 +9,7 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
-# The sandbox's egress network: veth/bridge plumbing and NAT rules.
+# The sandbox's egress network: NAT and filter rules (nft); its tests inspect namespaces with ip.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
