@@ -78,12 +78,9 @@ impl LoadResult {
     }
 }
 
+/// One connection's measurement; its window is set for all connections together.
 struct ConnResult {
-    all: Samples,
-    cold: Samples,
-    warm: Samples,
-    errors: u64,
-    first_error: Option<String>,
+    measured: LoadResult,
     last_end: Instant,
 }
 
@@ -105,13 +102,7 @@ pub async fn run(load: Load) -> LoadResult {
     for t in tasks {
         match t.await {
             Ok(r) => {
-                out.all.extend(r.all);
-                out.cold.extend(r.cold);
-                out.warm.extend(r.warm);
-                out.errors += r.errors;
-                if out.first_error.is_none() {
-                    out.first_error = r.first_error;
-                }
+                out.absorb(r.measured);
                 last_end = last_end.max(r.last_end);
             }
             Err(e) => {
@@ -131,11 +122,10 @@ async fn one_connection(
     stop_at: Instant,
 ) -> ConnResult {
     let mut r = ConnResult {
-        all: Samples::with_capacity(64 * 1024),
-        cold: Samples::new(),
-        warm: Samples::new(),
-        errors: 0,
-        first_error: None,
+        measured: LoadResult {
+            all: Samples::with_capacity(64 * 1024),
+            ..LoadResult::default()
+        },
         last_end: record_from,
     };
     let mut rng = StdRng::seed_from_u64(0x5eed ^ index);
@@ -169,14 +159,14 @@ async fn one_connection(
         match res {
             Ok(reply) if reply.status == StatusCode::OK => {
                 if recording {
-                    r.all.push(elapsed);
+                    r.measured.all.push(elapsed);
                     r.last_end = Instant::now();
                     if load.classify_cold {
                         let rec: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                         if annotation(&rec, "initTime").is_some() {
-                            r.cold.push(elapsed);
+                            r.measured.cold.push(elapsed);
                         } else {
-                            r.warm.push(elapsed);
+                            r.measured.warm.push(elapsed);
                         }
                     }
                 }
@@ -201,9 +191,9 @@ async fn one_connection(
 impl ConnResult {
     fn note_error(&mut self, recording: bool, msg: String) {
         if recording {
-            self.errors += 1;
+            self.measured.errors += 1;
         }
-        self.first_error.get_or_insert(msg);
+        self.measured.first_error.get_or_insert(msg);
     }
 }
 

@@ -77,8 +77,14 @@ pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()
         api::invoke(&mut c, name).await?;
     }
     let (_floor, ft) = floor(ctx, Kind::Node).await?;
+    // What each round measures, in turn: the bare server, then Brisk at concurrency 1 and 8.
+    let sides = [
+        ("floor node", &ft, "/".to_string()),
+        ("brisk c1", &ctx.target, invoke_path(&c1, true)),
+        ("brisk c8", &ctx.target, invoke_path(&c8, true)),
+    ];
     for conns in [8usize, 64] {
-        let (mut f, mut b1, mut b8) = Default::default();
+        let mut results: [LoadResult; 3] = Default::default();
         let rounds = plan.tp_rounds.max(1);
         let measure = plan.measure / rounds;
         for round in 0..rounds {
@@ -88,39 +94,17 @@ pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()
             } else {
                 plan.tp_warmup / 3
             };
-            let label = |what: &str| {
-                if rounds > 1 {
+            for ((what, target, path), total) in sides.iter().zip(&mut results) {
+                let label = if rounds > 1 {
                     format!("{what} @{conns}, round {}/{rounds}", round + 1)
                 } else {
                     format!("{what} @{conns}")
-                }
-            };
-            let floor = "/".to_string();
-            let r = phase(&label("floor node"), &ft, floor, conns, warmup, measure).await;
-            LoadResult::absorb(&mut f, r);
-            let path = invoke_path(&c1, true);
-            let r = phase(
-                &label("brisk c1"),
-                &ctx.target,
-                path,
-                conns,
-                warmup,
-                measure,
-            )
-            .await;
-            LoadResult::absorb(&mut b1, r);
-            let path = invoke_path(&c8, true);
-            let r = phase(
-                &label("brisk c8"),
-                &ctx.target,
-                path,
-                conns,
-                warmup,
-                measure,
-            )
-            .await;
-            LoadResult::absorb(&mut b8, r);
+                };
+                let r = phase(&label, target, path.clone(), conns, warmup, measure).await;
+                total.absorb(r);
+            }
         }
+        let [f, b1, b8] = results;
         s.latency(&format!("floor node @{conns}"), &f.all, f.errors);
         s.latency(&format!("brisk c1 @{conns}"), &b1.all, b1.errors);
         s.latency(&format!("brisk c8 @{conns}"), &b8.all, b8.errors);
