@@ -28,7 +28,9 @@ pub struct Authenticator {
 struct Cached {
     rec: Arc<NamespaceRecord>,
     at: Instant,
-    verified: std::sync::OnceLock<String>,
+    /// The identity of the one key verified against the stored hash (its `authkey` holds that
+    /// key); requests presenting it share it.
+    verified: std::sync::OnceLock<Arc<Identity>>,
 }
 
 /// An `Authorization` header that is present but not usable Basic credentials.
@@ -89,7 +91,7 @@ impl Authenticator {
     }
 
     /// Verifies a credential; `None` when it does not match an active namespace.
-    pub async fn verify(&self, key: &AuthKey) -> ApiResult<Option<Identity>> {
+    pub async fn verify(&self, key: &AuthKey) -> ApiResult<Option<Arc<Identity>>> {
         let Some(cached) = self.record(&key.uuid).await? else {
             return Ok(None);
         };
@@ -97,27 +99,27 @@ impl Authenticator {
         if rec.blocked {
             return Ok(None);
         }
-        let known = cached
-            .verified
-            .get()
-            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(key.key.as_bytes())));
-        if !known {
-            if !keys::verify_key(&rec.salt, &rec.key_hash, &key.key) {
-                return Ok(None);
-            }
-            let _ = cached.verified.set(key.key.clone());
+        if let Some(known) = cached.verified.get()
+            && bool::from(known.authkey.key.as_bytes().ct_eq(key.key.as_bytes()))
+        {
+            return Ok(Some(known.clone()));
         }
-        Ok(Some(Identity {
+        if !keys::verify_key(&rec.salt, &rec.key_hash, &key.key) {
+            return Ok(None);
+        }
+        let identity = Arc::new(Identity {
             subject: rec.subject.clone(),
             namespace: rec.namespace.clone(),
             uuid: rec.uuid.clone(),
             authkey: key.clone(),
             limits: rec.limits.clone(),
-        }))
+        });
+        let _ = cached.verified.set(identity.clone());
+        Ok(Some(identity))
     }
 
     /// Authenticates a request or fails with 401.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Identity> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Arc<Identity>> {
         match basic_credentials(headers) {
             Ok(None) => Err(ApiError::Unauthorized(AUTH_MISSING)),
             Err(BadCredentials) => Err(ApiError::Unauthorized(AUTH_INVALID)),
@@ -129,14 +131,14 @@ impl Authenticator {
     }
 
     /// Looks up the owner identity of a namespace (web actions run as the owner).
-    pub async fn owner_of(&self, namespace: &str) -> ApiResult<Option<Identity>> {
+    pub async fn owner_of(&self, namespace: &str) -> ApiResult<Option<Arc<Identity>>> {
         let Some(rec) = self.store.namespace_by_name(namespace).await? else {
             return Ok(None);
         };
         if rec.blocked {
             return Ok(None);
         }
-        Ok(Some(Identity {
+        Ok(Some(Arc::new(Identity {
             subject: rec.subject.clone(),
             namespace: rec.namespace.clone(),
             uuid: rec.uuid.clone(),
@@ -145,7 +147,7 @@ impl Authenticator {
                 key: String::new(),
             },
             limits: rec.limits.clone(),
-        }))
+        })))
     }
 }
 

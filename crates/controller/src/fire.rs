@@ -19,7 +19,7 @@ use crate::invocation::Invocation;
 /// What a fire did: `None` when no rule was active (nothing happens, nothing is recorded).
 pub async fn fire(
     state: &Arc<Controller>,
-    identity: &Identity,
+    identity: &Arc<Identity>,
     trigger: &Trigger,
     payload: Map<String, Value>,
     headers: Option<&HeaderMap>,
@@ -81,7 +81,7 @@ pub async fn fire(
 /// Starts one rule's action as a normal, throttled, non-blocking invoke.
 async fn start_rule(
     state: &Arc<Controller>,
-    identity: &Identity,
+    identity: &Arc<Identity>,
     action: &FullyQualifiedName,
     args: &Map<String, Value>,
     cause: ActivationId,

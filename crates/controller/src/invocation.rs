@@ -23,7 +23,7 @@ pub const RESERVED_PARAMS: &str =
 pub struct Invocation {
     pub activation_id: ActivationId,
     pub transaction_id: String,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     pub resolved: ResolvedAction,
     /// Arguments: package < binding < action < payload.
     pub args: Value,
@@ -40,7 +40,7 @@ impl Invocation {
     /// Checks `final` parameters and throttles, and merges arguments.
     pub fn prepare(
         state: &Controller,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         resolved: ResolvedAction,
         payload: Map<String, Value>,
         tid: &str,

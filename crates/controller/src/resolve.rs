@@ -3,7 +3,7 @@
 use brisk_model::{
     Action, Entity, EntityName, EntityPath, FullyQualifiedName, Package, Parameters,
 };
-use brisk_store::Stored;
+use brisk_store::{Fetched, Stored};
 
 use crate::Controller;
 use crate::error::{ApiError, ApiResult, CONFLICT_COLLECTION};
@@ -100,12 +100,14 @@ impl Controller {
                 (real.doc_id(), params, binding)
             }
         };
-        match self.fetch(&doc_id, with_code).await? {
-            Some(Stored {
-                entity: Entity::Action(action),
-                rev,
-            }) => Ok(ResolvedAction {
-                action: std::sync::Arc::new(action),
+        let fetched = if with_code {
+            self.store.get_shared(&doc_id).await?
+        } else {
+            self.fetch(&doc_id, false).await?.map(Fetched::from)
+        };
+        match fetched {
+            Some(Fetched::Action { action, rev }) => Ok(ResolvedAction {
+                action,
                 rev,
                 binding,
                 package_params,

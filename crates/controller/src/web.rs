@@ -130,7 +130,7 @@ async fn serve(
     check_whisk_auth(
         annotations.get("require-whisk-auth"),
         headers,
-        caller.as_ref(),
+        caller.as_deref(),
     )?;
     let max = state.config.limits.payload_size;
     if body.len() > max {

@@ -39,13 +39,13 @@ fn job(a: &Arc<Action>) -> Job {
         transaction_id: "bench".into(),
         action: a.clone(),
         binding: None,
-        identity: Identity {
+        identity: std::sync::Arc::new(Identity {
             subject: "guest".into(),
             namespace: EntityName::new("guest").expect("name"),
             uuid: "u".into(),
             authkey: AuthKey::parse("u:k").expect("key"),
             limits: UserLimits::default(),
-        },
+        }),
         args: json!({"x": 1}),
         cause: None,
         caused_by_sequence: false,

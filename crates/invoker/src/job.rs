@@ -24,7 +24,7 @@ pub struct Job {
     pub action: Arc<Action>,
     /// `ns/binding` when invoked through a binding.
     pub binding: Option<String>,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     /// Merged arguments (object, or array from sequences) including init parameters.
     pub args: Value,
     pub cause: Option<ActivationId>,
@@ -402,13 +402,13 @@ mod tests {
                 updated: 0,
             }),
             binding: None,
-            identity: Identity {
+            identity: std::sync::Arc::new(Identity {
                 subject: "s".into(),
                 namespace: EntityName::new("caller").unwrap(),
                 uuid: "u".into(),
                 authkey: AuthKey::parse("u:k").unwrap(),
                 limits: UserLimits::default(),
-            },
+            }),
             args,
             cause: None,
             caused_by_sequence: false,

@@ -51,13 +51,13 @@ fn job(action: &Arc<Action>, args: Value) -> Job {
         transaction_id: "tid-1".into(),
         action: action.clone(),
         binding: None,
-        identity: Identity {
+        identity: std::sync::Arc::new(Identity {
             subject: "guest".into(),
             namespace: EntityName::new("guest").unwrap(),
             uuid: "23bc46b1-71f6-4ed5-8c54-816aa4f8c502".into(),
             authkey: AuthKey::parse(KEY).unwrap(),
             limits: UserLimits::default(),
-        },
+        }),
         args,
         cause: None,
         caused_by_sequence: false,

@@ -16,15 +16,16 @@ use parking_lot::RwLock;
 
 use crate::{
     ActivationQuery, ActivationStore, AlarmRecord, AlarmStore, AuthStore, EntityQuery, EntityStore,
-    NamespaceRecord, Result, Stored,
+    Fetched, NamespaceRecord, Result, Stored,
 };
 
 const MAX_ENTRIES: usize = 10_000;
 /// Actions with more code than this are read from the store each time.
 const MAX_CACHED_CODE: usize = 1024 * 1024;
 
-/// (generation, entity with code or `None` for "absent").
-type Entry = (u64, Option<Arc<Stored>>);
+/// (generation, entity with code or `None` for "absent"). An action is held behind an `Arc`
+/// that hits share.
+type Entry = (u64, Option<Fetched>);
 
 pub struct CachedStore<S> {
     inner: S,
@@ -46,6 +47,34 @@ impl<S> CachedStore<S> {
         &self.inner
     }
 
+    /// The entity with code, from the cache when it holds the current generation's copy.
+    async fn lookup(&self, doc_id: &str) -> Result<Option<Fetched>>
+    where
+        S: EntityStore,
+    {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((g, hit)) = self.entries.read().get(doc_id)
+            && *g == generation
+        {
+            return Ok(hit.clone());
+        }
+        let found = self.inner.get(doc_id, true).await?.map(Fetched::from);
+        let small = found.as_ref().is_none_or(|f| match f {
+            Fetched::Action { action, .. } => action.exec.code_size() <= MAX_CACHED_CODE,
+            Fetched::Other(_) => true,
+        });
+        if small {
+            let mut entries = self.entries.write();
+            if self.generation.load(Ordering::Acquire) == generation {
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(doc_id.to_owned(), (generation, found.clone()));
+            }
+        }
+        Ok(found)
+    }
+
     /// Drops every cached entity (for changes made behind this wrapper's back).
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -55,28 +84,18 @@ impl<S> CachedStore<S> {
 
 #[async_trait]
 impl<S: EntityStore> EntityStore for CachedStore<S> {
-    async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some((g, hit)) = self.entries.read().get(doc_id)
-            && *g == generation
-        {
-            return Ok(hit.as_deref().cloned());
-        }
-        // Always cache the full document; `with_code = false` callers just ignore the code.
-        let _ = with_code;
-        let found = self.inner.get(doc_id, true).await?;
-        let mut entries = self.entries.write();
-        let small = found.as_ref().is_none_or(|s| match &s.entity {
-            Entity::Action(a) => a.exec.code_size() <= MAX_CACHED_CODE,
-            _ => true,
-        });
-        if small && self.generation.load(Ordering::Acquire) == generation {
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(doc_id.to_owned(), (generation, found.clone().map(Arc::new)));
-        }
-        Ok(found)
+    async fn get(&self, doc_id: &str, _with_code: bool) -> Result<Option<Stored>> {
+        Ok(self.lookup(doc_id).await?.map(|f| match f {
+            Fetched::Action { action, rev } => Stored {
+                entity: Entity::Action(Arc::unwrap_or_clone(action)),
+                rev,
+            },
+            Fetched::Other(stored) => stored,
+        }))
+    }
+
+    async fn get_shared(&self, doc_id: &str) -> Result<Option<Fetched>> {
+        self.lookup(doc_id).await
     }
 
     async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {

@@ -14,7 +14,9 @@ pub mod keys;
 mod sqlite;
 
 use async_trait::async_trait;
-use brisk_model::{Activation, ActivationId, Collection, Entity, EntityName, UserLimits};
+use std::sync::Arc;
+
+use brisk_model::{Action, Activation, ActivationId, Collection, Entity, EntityName, UserLimits};
 
 pub use cache::CachedStore;
 pub use error::{Error, Result};
@@ -25,6 +27,25 @@ pub use sqlite::SqliteStore;
 pub struct Stored {
     pub entity: Entity,
     pub rev: u64,
+}
+
+/// An entity fetched by [`EntityStore::get_shared`].
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Action { action: Arc<Action>, rev: u64 },
+    Other(Stored),
+}
+
+impl From<Stored> for Fetched {
+    fn from(s: Stored) -> Self {
+        match s.entity {
+            Entity::Action(a) => Fetched::Action {
+                action: Arc::new(a),
+                rev: s.rev,
+            },
+            entity => Fetched::Other(Stored { entity, rev: s.rev }),
+        }
+    }
 }
 
 /// Which entities to list.
@@ -45,6 +66,12 @@ pub struct EntityQuery {
 pub trait EntityStore: Send + Sync {
     /// Fetches by document id (`ns[/pkg]/name`). `with_code = false` may leave action code empty.
     async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>>;
+
+    /// Fetches by document id with code, an action shared rather than copied: a cache answers
+    /// with the action it holds (an invocation reads its action on every request).
+    async fn get_shared(&self, doc_id: &str) -> Result<Option<Fetched>> {
+        Ok(self.get(doc_id, true).await?.map(Fetched::from))
+    }
 
     /// Writes an entity. `expected_rev = None` means "create, must not exist"; `Some(rev)` means
     /// "replace revision `rev`". Returns the new revision. Fails with `Conflict` or `Exists`.

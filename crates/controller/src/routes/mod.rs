@@ -52,7 +52,7 @@ pub struct Req {
     pub headers: HeaderMap,
     pub query: QueryMap,
     pub body: Bytes,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     /// The namespace in the path, `_` resolved.
     pub namespace: EntityName,
     pub tid: String,

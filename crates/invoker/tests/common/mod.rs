@@ -158,7 +158,7 @@ pub fn job(action: &Arc<Action>, args: Value) -> Job {
         transaction_id: "tid-1".into(),
         action: action.clone(),
         binding: None,
-        identity: identity(),
+        identity: std::sync::Arc::new(identity()),
         args,
         cause: None,
         caused_by_sequence: false,
