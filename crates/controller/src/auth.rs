@@ -196,6 +196,7 @@ mod tests {
             key: "wrong-key".into(),
         };
         assert!(auth.verify(&wrong).await.unwrap().is_none());
+        let mut first: Option<Arc<Identity>> = None;
         for _ in 0..2 {
             let id = auth
                 .verify(&right)
@@ -203,6 +204,10 @@ mod tests {
                 .unwrap()
                 .expect("right key accepted");
             assert_eq!(id.namespace.as_str(), "ns1");
+            assert_eq!(id.authkey, right);
+            // Requests with the remembered key share one identity.
+            let first = first.get_or_insert_with(|| id.clone());
+            assert!(Arc::ptr_eq(first, &id));
             // After the right key is remembered, other keys are still hashed and rejected.
             assert!(auth.verify(&wrong).await.unwrap().is_none());
             let shorter = AuthKey {

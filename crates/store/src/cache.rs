@@ -187,3 +187,71 @@ impl<S: AlarmStore> AlarmStore for CachedStore<S> {
         self.inner.list_alarms().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+    use brisk_model::{Action, EntityPath, Exec, Parameters, SemVer, SystemLimits};
+
+    fn action(code: &str) -> Entity {
+        Entity::Action(Action {
+            namespace: EntityPath::root(EntityName::new("guest").unwrap()),
+            name: EntityName::new("hello").unwrap(),
+            exec: Exec::Code {
+                kind: "nodejs:20".into(),
+                code: code.into(),
+                binary: false,
+                main: None,
+            },
+            parameters: Parameters::new(),
+            limits: SystemLimits::default().default_action_limits(),
+            version: SemVer::INITIAL,
+            publish: false,
+            annotations: Parameters::new(),
+            updated: 1,
+        })
+    }
+
+    fn shared(f: Option<Fetched>) -> (Arc<Action>, u64) {
+        match f {
+            Some(Fetched::Action { action, rev }) => (action, rev),
+            other => panic!("expected an action, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn hits_share_the_cached_action_until_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CachedStore::new(SqliteStore::open(dir.path()).unwrap());
+        let rev = store
+            .put(&action("function main() { return {v: 1} }"), None)
+            .await
+            .unwrap();
+
+        let (first, r1) = shared(store.get_shared("guest/hello").await.unwrap());
+        let (second, r2) = shared(store.get_shared("guest/hello").await.unwrap());
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "a hit must not copy the action"
+        );
+        assert_eq!((r1, r2), (rev, rev));
+        // The owned read is a copy of the same document.
+        let owned = store.get("guest/hello", true).await.unwrap().unwrap();
+        assert_eq!(owned.entity, Entity::Action((*first).clone()));
+
+        let rev2 = store
+            .put(&action("function main() { return {v: 2} }"), Some(rev))
+            .await
+            .unwrap();
+        let (third, r3) = shared(store.get_shared("guest/hello").await.unwrap());
+        assert!(
+            !Arc::ptr_eq(&first, &third),
+            "a write must invalidate the cached action"
+        );
+        assert_eq!(r3, rev2);
+        assert!(matches!(&third.exec, Exec::Code { code, .. } if code.contains("v: 2")));
+
+        assert!(store.get_shared("guest/nope").await.unwrap().is_none());
+    }
+}
