@@ -20,8 +20,10 @@ use crate::{
 };
 
 const MAX_ENTRIES: usize = 10_000;
-/// Actions with more code than this are read from the store each time.
-const MAX_CACHED_CODE: usize = 1024 * 1024;
+/// Code held by the cache at most, summed over its actions. Hits share an action rather than
+/// copy it, so a large action (a zip with its dependencies) costs its memory once, and its warm
+/// invokes do not read it back from the store each time.
+const CODE_BUDGET: usize = 256 * 1024 * 1024;
 
 /// (generation, entity with code or `None` for "absent"). An action is held behind an `Arc`
 /// that hits share.
@@ -30,16 +32,72 @@ type Entry = (u64, Option<Fetched>);
 pub struct CachedStore<S> {
     inner: S,
     generation: AtomicU64,
+    entries: RwLock<Entries>,
+}
+
+struct Entries {
     /// doc id → entry.
-    entries: RwLock<HashMap<String, Entry>>,
+    map: HashMap<String, Entry>,
+    /// Sum of the code sizes of the cached actions.
+    code: usize,
+    /// Most code to hold.
+    budget: usize,
+}
+
+impl Entries {
+    fn clear(&mut self) {
+        self.map.clear();
+        self.code = 0;
+    }
+
+    /// Caches `found` under `doc_id`, first dropping entries (any, the cache has no recency
+    /// order) while the entry count or the code budget would be exceeded.
+    fn insert(&mut self, doc_id: &str, generation: u64, found: Option<Fetched>) {
+        let size = code_size(&found);
+        if size > self.budget {
+            return;
+        }
+        if let Some((_, old)) = self.map.remove(doc_id) {
+            self.code -= code_size(&old);
+        }
+        if self.map.len() >= MAX_ENTRIES {
+            self.clear();
+        }
+        while self.code + size > self.budget {
+            let Some(victim) = self.map.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, old)) = self.map.remove(&victim) {
+                self.code -= code_size(&old);
+            }
+        }
+        self.code += size;
+        self.map.insert(doc_id.to_owned(), (generation, found));
+    }
+}
+
+fn code_size(f: &Option<Fetched>) -> usize {
+    match f {
+        Some(Fetched::Action { action, .. }) => action.exec.code_size(),
+        _ => 0,
+    }
 }
 
 impl<S> CachedStore<S> {
     pub fn new(inner: S) -> Self {
+        Self::with_code_budget(inner, CODE_BUDGET)
+    }
+
+    /// A cache that holds at most `budget` bytes of action code.
+    pub fn with_code_budget(inner: S, budget: usize) -> Self {
         Self {
             inner,
             generation: AtomicU64::new(0),
-            entries: RwLock::new(HashMap::default()),
+            entries: RwLock::new(Entries {
+                map: HashMap::default(),
+                code: 0,
+                budget,
+            }),
         }
     }
 
@@ -53,24 +111,15 @@ impl<S> CachedStore<S> {
         S: EntityStore,
     {
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some((g, hit)) = self.entries.read().get(doc_id)
+        if let Some((g, hit)) = self.entries.read().map.get(doc_id)
             && *g == generation
         {
             return Ok(hit.clone());
         }
         let found = self.inner.get(doc_id, true).await?.map(Fetched::from);
-        let small = found.as_ref().is_none_or(|f| match f {
-            Fetched::Action { action, .. } => action.exec.code_size() <= MAX_CACHED_CODE,
-            Fetched::Other(_) => true,
-        });
-        if small {
-            let mut entries = self.entries.write();
-            if self.generation.load(Ordering::Acquire) == generation {
-                if entries.len() >= MAX_ENTRIES {
-                    entries.clear();
-                }
-                entries.insert(doc_id.to_owned(), (generation, found.clone()));
-            }
+        let mut entries = self.entries.write();
+        if self.generation.load(Ordering::Acquire) == generation {
+            entries.insert(doc_id, generation, found.clone());
         }
         Ok(found)
     }
@@ -195,9 +244,13 @@ mod tests {
     use brisk_model::{Action, EntityPath, Exec, Parameters, SemVer, SystemLimits};
 
     fn action(code: &str) -> Entity {
+        named("hello", code)
+    }
+
+    fn named(name: &str, code: &str) -> Entity {
         Entity::Action(Action {
             namespace: EntityPath::root(EntityName::new("guest").unwrap()),
-            name: EntityName::new("hello").unwrap(),
+            name: EntityName::new(name).unwrap(),
             exec: Exec::Code {
                 kind: "nodejs:20".into(),
                 code: code.into(),
@@ -253,5 +306,41 @@ mod tests {
         assert!(matches!(&third.exec, Exec::Code { code, .. } if code.contains("v: 2")));
 
         assert!(store.get_shared("guest/nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_code_budget_bounds_what_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CachedStore::with_code_budget(SqliteStore::open(dir.path()).unwrap(), 100);
+        let code = |c: char| format!("//{}", c.to_string().repeat(58));
+        store.put(&named("a", &code('a')), None).await.unwrap();
+        store.put(&named("b", &code('b')), None).await.unwrap();
+        store
+            .put(&named("big", &"x".repeat(101)), None)
+            .await
+            .unwrap();
+
+        let a1 = shared(store.get_shared("guest/a").await.unwrap()).0;
+        assert!(Arc::ptr_eq(
+            &a1,
+            &shared(store.get_shared("guest/a").await.unwrap()).0
+        ));
+        // Caching b (60 bytes) next to a (60 bytes) exceeds 100 bytes: a is dropped.
+        let b1 = shared(store.get_shared("guest/b").await.unwrap()).0;
+        assert!(Arc::ptr_eq(
+            &b1,
+            &shared(store.get_shared("guest/b").await.unwrap()).0
+        ));
+        assert!(store.entries.read().code <= 100);
+        assert!(!Arc::ptr_eq(
+            &a1,
+            &shared(store.get_shared("guest/a").await.unwrap()).0
+        ));
+        // An action larger than the whole budget is read from the store each time, correctly.
+        let big1 = shared(store.get_shared("guest/big").await.unwrap()).0;
+        let big2 = shared(store.get_shared("guest/big").await.unwrap()).0;
+        assert!(!Arc::ptr_eq(&big1, &big2));
+        assert_eq!(big1.exec.code_size(), 101);
+        assert!(store.entries.read().code <= 100);
     }
 }
