@@ -139,7 +139,7 @@ impl<S: EntityStore> EntityStore for CachedStore<S> {
                 entity: Entity::Action(Arc::unwrap_or_clone(action)),
                 rev,
             },
-            Fetched::Other(stored) => stored,
+            Fetched::Other(stored) => Arc::unwrap_or_clone(stored),
         }))
     }
 

@@ -33,7 +33,7 @@ pub struct Stored {
 #[derive(Debug, Clone)]
 pub enum Fetched {
     Action { action: Arc<Action>, rev: u64 },
-    Other(Stored),
+    Other(Arc<Stored>),
 }
 
 impl From<Stored> for Fetched {
@@ -43,7 +43,7 @@ impl From<Stored> for Fetched {
                 action: Arc::new(a),
                 rev: s.rev,
             },
-            entity => Fetched::Other(Stored { entity, rev: s.rev }),
+            entity => Fetched::Other(Arc::new(Stored { entity, rev: s.rev })),
         }
     }
 }
