@@ -62,9 +62,38 @@ pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         s.value(&format!("brisk {l} req/s"), "req/s", Some(b.rps()));
         s.value(&format!("floor {l} req/s"), "req/s", Some(f.rps()));
     }
-    s.note("1 keep-alive connection, closed loop; floor = bare Node `http` / Python `http.server` (TCP_NODELAY) running the same noop; overhead = brisk - floor");
+    // The same noop carrying 3 MB of code (a comment), as a zipped action with its dependencies
+    // does: its warm invokes should cost what the small one's do.
+    let name = ctx.name("noop-node-3mb");
+    let code = format!(
+        "{}\n// {}\n",
+        Kind::Node.noop_code(&name),
+        "x".repeat(LARGE_CODE)
+    );
+    api::put_action(&mut c, &name, Kind::Node, &code, None).await?;
+    for _ in 0..3 {
+        api::invoke(&mut c, &name).await?;
+    }
+    let big = phase(
+        "brisk node, 3 MB of code",
+        &ctx.target,
+        invoke_path(&name, true),
+        1,
+        plan.warmup,
+        plan.measure / 2,
+    )
+    .await;
+    let small_p50 = s.metric("brisk node").and_then(|m| m.p(Pct::P50));
+    let big_p50 = s
+        .latency("brisk node 3 MB code", &big.all, big.errors)
+        .p(Pct::P50);
+    s.value("large code penalty p50", "ms", diff(big_p50, small_p50));
+    s.note("1 keep-alive connection, closed loop; floor = bare Node `http` / Python `http.server` (TCP_NODELAY) running the same noop; overhead = brisk - floor; large code penalty = p50 of the noop with 3 MB of code - p50 of the plain noop");
     Ok(())
 }
+
+/// Bytes of padding in the large action of the warm scenario.
+const LARGE_CODE: usize = 3_000_000;
 
 pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     let mut c = ctx.conn().await?;
