@@ -176,6 +176,27 @@ fn end_start(map: &mut foldhash::HashMap<PoolKey, Starting>, key: &PoolKey) {
     }
 }
 
+/// How fast the pool forgets an action's demand: its count of recent activations halves every
+/// this long.
+pub const DEMAND_HALF_LIFE: Duration = Duration::from_secs(60);
+/// Actions whose demand is remembered at most; beyond it the forgotten (near-zero) ones go.
+const MAX_DEMAND_KEYS: usize = 10_000;
+
+/// An action's recent demand: its activations, each counting less as it ages (halving every
+/// [`DEMAND_HALF_LIFE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Heat {
+    value: f32,
+    at: Instant,
+}
+
+impl Heat {
+    fn now(&self, now: Instant) -> f32 {
+        let age = now.saturating_duration_since(self.at).as_secs_f32();
+        self.value * (-age / DEMAND_HALF_LIFE.as_secs_f32()).exp2()
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub cold_starts: u64,
@@ -206,6 +227,10 @@ pub struct PoolState<C> {
     /// of the key that arrives meanwhile waits for one (at most the action's concurrency per
     /// start) rather than starting a container that would compete with it for the CPU.
     pub speculating: foldhash::HashMap<PoolKey, Starting>,
+    /// Recent demand per action, kept across its containers' lives: eviction frees the idle
+    /// containers of the least demanded actions first, so a burst of one-off actions does not
+    /// push out the containers of popular ones (as least-recently-used eviction would).
+    pub demand: foldhash::HashMap<PoolKey, Heat>,
     next_id: u64,
 }
 
@@ -223,6 +248,7 @@ impl<C: Clone> PoolState<C> {
             cpu_slots: u32::MAX,
             busy_waiters: foldhash::HashMap::default(),
             speculating: foldhash::HashMap::default(),
+            demand: foldhash::HashMap::default(),
             next_id: 1,
         }
     }
@@ -267,7 +293,7 @@ impl<C: Clone> PoolState<C> {
                 self.starting_begins(d);
                 return p;
             }
-            if let Some(evicted) = self.make_room(d.memory) {
+            if let Some(evicted) = self.make_room(d.memory, now) {
                 self.used += d.memory;
                 self.counters.cold_starts += 1;
                 self.grow_stems(d.kind, d.memory, now);
@@ -466,30 +492,60 @@ impl<C: Clone> PoolState<C> {
         Some(Placement::Prewarm { id: e.id, handle })
     }
 
-    /// Frees memory for `need` MB by evicting idle containers, least recently used first;
-    /// stem cells only as a last resort. `None` when even that is not enough.
-    fn make_room(&mut self, need: u64) -> Option<Vec<C>> {
+    /// Counts one activation of `key` in its demand.
+    pub fn note_demand(&mut self, key: &PoolKey, now: Instant) {
+        if self.demand.len() >= MAX_DEMAND_KEYS && !self.demand.contains_key(key) {
+            self.demand.retain(|_, h| h.now(now) >= 0.05);
+            if self.demand.len() >= MAX_DEMAND_KEYS {
+                self.demand.clear();
+            }
+        }
+        let h = self.demand.entry(*key).or_insert(Heat {
+            value: 0.0,
+            at: now,
+        });
+        *h = Heat {
+            value: h.now(now) + 1.0,
+            at: now,
+        };
+    }
+
+    fn demand_of(&self, key: &PoolKey, now: Instant) -> f32 {
+        self.demand.get(key).map_or(0.0, |h| h.now(now))
+    }
+
+    /// Frees memory for `need` MB by evicting idle containers: those of the least demanded
+    /// actions first (recent activations, see [`Self::demand`]), the least recently used among
+    /// equals; stem cells only as a last resort. `None` when even that is not enough.
+    fn make_room(&mut self, need: u64, now: Instant) -> Option<Vec<C>> {
         if self.used + need <= self.capacity {
             return Some(Vec::new());
         }
-        let mut idle: Vec<(u8, Instant, u64, u64)> = self
+        let mut idle: Vec<(u8, f32, Instant, u64, u64)> = self
             .entries
             .iter()
             .filter_map(|e| match &e.state {
                 State::Active {
-                    busy: 0, last_used, ..
-                } => Some((0, *last_used, e.id, e.memory)),
-                State::Prewarmed => Some((1, Instant::now(), e.id, e.memory)),
+                    busy: 0,
+                    last_used,
+                    key,
+                    ..
+                } => Some((0, self.demand_of(key, now), *last_used, e.id, e.memory)),
+                State::Prewarmed => Some((1, 0.0, now, e.id, e.memory)),
                 _ => None,
             })
             .collect();
-        let freeable: u64 = idle.iter().map(|i| i.3).sum();
+        let freeable: u64 = idle.iter().map(|i| i.4).sum();
         if self.used + need > self.capacity + freeable {
             return None;
         }
-        idle.sort();
+        idle.sort_by(|a, b| {
+            (a.0.cmp(&b.0))
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
         let mut out = Vec::new();
-        for (_, _, id, _) in idle {
+        for (_, _, _, id, _) in idle {
             if self.used + need <= self.capacity {
                 break;
             }
@@ -1024,6 +1080,49 @@ mod tests {
         p.wake_one();
         drop(rx);
         assert_eq!(p.counters.evictions, 2);
+    }
+
+    /// Eviction frees the containers of the least demanded action first, whatever their
+    /// recency; demand outlives containers and fades with time.
+    #[test]
+    fn eviction_spares_the_containers_of_demanded_actions() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let mut p = PoolState::<u32>::new(512, 8, vec![]);
+        let (hot, once, new) = (key("hot"), key("once"), key("new"));
+        for _ in 0..5 {
+            p.note_demand(&hot, t0);
+        }
+        let ih = cold(&mut p, &hot, 1, t0);
+        p.note_demand(&once, t0);
+        let io = cold(&mut p, &once, 2, t0);
+        // `hot` is the least recently used, `once` the least demanded.
+        p.release(ih, true, None, t0);
+        p.release(io, true, None, t1);
+        p.note_demand(&new, t1);
+        match p.place(&demand(&new, 256), false, t1) {
+            Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
+            other => panic!("{other:?}"),
+        }
+        let inew = p.insert_active(3, "nodejs:20", 256, new, 1);
+        p.release(inew, true, None, t1);
+        // `once` comes back: its demand (2) now exceeds `new`'s (1), and `hot`'s (5) has not
+        // faded yet, so `new` goes.
+        p.note_demand(&once, t1);
+        match p.place(&demand(&once, 256), false, t1) {
+            Placement::Cold { evicted } => assert_eq!(evicted, vec![3]),
+            other => panic!("{other:?}"),
+        }
+        let io = p.insert_active(4, "nodejs:20", 256, once, 1);
+        p.release(io, true, None, t1);
+        // Ten half-lives later `hot`'s demand is ~0.005, below `new`'s fresh one: `hot` goes.
+        let later = t1 + DEMAND_HALF_LIFE * 10;
+        p.note_demand(&new, later);
+        p.note_demand(&once, later);
+        match p.place(&demand(&new, 256), false, later) {
+            Placement::Cold { evicted } => assert_eq!(evicted, vec![1]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

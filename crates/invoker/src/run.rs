@@ -251,7 +251,11 @@ impl Invoker {
             }
             let placement = {
                 let mut p = self.pool.lock();
-                let pl = p.place(&demand, retry, std::time::Instant::now());
+                let now = std::time::Instant::now();
+                if attempts == 1 {
+                    p.note_demand(demand.key, now);
+                }
+                let pl = p.place(&demand, retry, now);
                 demand.busy_turn = false;
                 if retry && !matches!(pl, Placement::Queued(_)) && !p.queue.is_empty() {
                     p.wake_one();
