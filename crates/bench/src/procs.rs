@@ -173,8 +173,15 @@ impl FloorServer {
             FloorKind::Node => ("-e", NODE_FLOOR),
             FloorKind::Python => ("-c", PYTHON_FLOOR),
         };
+        // The environment a container's runtime gets (the invoker clears it), not the bench's:
+        // variables such as NODE_EXTRA_CA_CERTS change an interpreter's start-up cost (that one
+        // doubles Node.js's, loading the certificates).
         let mut child = Command::new(interpreter)
             .args([flag, code])
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
