@@ -9,28 +9,18 @@ use std::time::{Duration, Instant};
 
 use brisk_invoker::{Invoker, InvokerConfig, Job};
 use brisk_model::{
-    Action, ActivationId, AuthKey, EntityName, EntityPath, Exec, Identity, Parameters,
-    RuntimeManifest, SemVer, StatusCode, SystemLimits, UserLimits, now_millis,
+    Action, ActivationId, AuthKey, EntityName, EntityPath, Identity, RuntimeManifest, StatusCode,
+    UserLimits, now_millis,
 };
 use serde_json::json;
 
 fn action(name: &str, kind: &str, code: &str) -> Arc<Action> {
-    Arc::new(Action {
-        namespace: EntityPath::root(EntityName::new("guest").expect("name")),
-        name: EntityName::new(name).expect("name"),
-        exec: Exec::Code {
-            kind: kind.into(),
-            code: code.into(),
-            binary: false,
-            main: None,
-        },
-        parameters: Parameters::new(),
-        limits: SystemLimits::default().default_action_limits(),
-        version: SemVer::INITIAL,
-        publish: false,
-        annotations: Parameters::new(),
-        updated: 1,
-    })
+    Arc::new(Action::from_code(
+        EntityPath::root(EntityName::new("guest").expect("name")),
+        EntityName::new(name).expect("name"),
+        kind,
+        code,
+    ))
 }
 
 fn job(a: &Arc<Action>) -> Job {

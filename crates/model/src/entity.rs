@@ -38,6 +38,27 @@ pub struct Action {
 }
 
 impl Action {
+    /// A first version of an action of `kind` running plain `code`, with the default limits and
+    /// no parameters or annotations (what `wsk action create` without options makes).
+    pub fn from_code(namespace: EntityPath, name: EntityName, kind: &str, code: &str) -> Self {
+        Action {
+            namespace,
+            name,
+            exec: Exec::Code {
+                kind: kind.into(),
+                code: code.into(),
+                binary: false,
+                main: None,
+            },
+            parameters: Parameters::new(),
+            limits: crate::SystemLimits::default().default_action_limits(),
+            version: SemVer::INITIAL,
+            publish: false,
+            annotations: Parameters::new(),
+            updated: 1,
+        }
+    }
+
     pub fn fqn(&self) -> FullyQualifiedName {
         FullyQualifiedName::new(self.namespace.clone(), self.name.clone())
     }

@@ -241,29 +241,19 @@ impl<S: AlarmStore> AlarmStore for CachedStore<S> {
 mod tests {
     use super::*;
     use crate::SqliteStore;
-    use brisk_model::{Action, EntityPath, Exec, Parameters, SemVer, SystemLimits};
+    use brisk_model::{Action, EntityPath, Exec};
 
     fn action(code: &str) -> Entity {
         named("hello", code)
     }
 
     fn named(name: &str, code: &str) -> Entity {
-        Entity::Action(Action {
-            namespace: EntityPath::root(EntityName::new("guest").unwrap()),
-            name: EntityName::new(name).unwrap(),
-            exec: Exec::Code {
-                kind: "nodejs:20".into(),
-                code: code.into(),
-                binary: false,
-                main: None,
-            },
-            parameters: Parameters::new(),
-            limits: SystemLimits::default().default_action_limits(),
-            version: SemVer::INITIAL,
-            publish: false,
-            annotations: Parameters::new(),
-            updated: 1,
-        })
+        Entity::Action(Action::from_code(
+            EntityPath::root(EntityName::new("guest").unwrap()),
+            EntityName::new(name).unwrap(),
+            "nodejs:20",
+            code,
+        ))
     }
 
     fn shared(f: Option<Fetched>) -> (Arc<Action>, u64) {
