@@ -141,8 +141,9 @@ impl Invoker {
                 let dir = slot.container.dir().join("code");
                 let action = job.action.clone();
                 let target = dir.clone();
+                let cache = self.code_cache.clone();
                 let unpacked = tokio::task::spawn_blocking(move || {
-                    crate::zip::unpack_base64(action.exec.code().unwrap_or(""), &target)
+                    cache.materialize(&action, action.exec.code().unwrap_or(""), &target)
                 })
                 .await;
                 match unpacked {

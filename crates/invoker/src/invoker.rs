@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::ProxyClient;
+use crate::code_cache::CodeCache;
 use crate::config::InvokerConfig;
 use crate::container::{Container, ContainerFactory, ContainerSpec};
 use crate::error::{Error, Result};
@@ -72,6 +73,8 @@ pub struct Invoker {
     seq: AtomicU64,
     cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Unpacked zipped code, shared by the containers of an action version.
+    pub(crate) code_cache: Arc<CodeCache>,
 }
 
 impl Invoker {
@@ -104,8 +107,10 @@ impl Invoker {
         if config.cpu_slots > 0 {
             pool.cpu_slots = config.cpu_slots;
         }
+        let code_cache = Arc::new(CodeCache::new(config.run_dir.join(".code")));
         let inv = Arc::new_cyclic(|me| Invoker {
             me: me.clone(),
+            code_cache,
             config,
             manifest,
             runtimes,

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 mod client;
+mod code_cache;
 mod config;
 mod container;
 mod error;
