@@ -179,7 +179,7 @@ impl FloorServer {
         let mut child = Command::new(interpreter)
             .args([flag, code])
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PATH", brisk_invoker::BASE_PATH)
             .env("LANG", "C.UTF-8")
             .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null())

@@ -90,7 +90,7 @@ async fn start_rule(
     if !state.action_usable(&identity.namespace, action).await? {
         return Err(ApiError::forbidden_resource(&action.path.to_string()));
     }
-    let resolved = state.resolve_action(action, true).await?;
+    let resolved = state.resolve_action(action).await?;
     let mut inv = Invocation::prepare(state, identity, resolved, args.clone(), tid)?;
     inv.caused_by = Some((cause, "trigger"));
     let id = inv.activation_id;

@@ -86,11 +86,8 @@ impl Controller {
     }
 
     /// Resolves an action through packages and bindings. 404 when anything on the way is missing.
-    pub async fn resolve_action(
-        &self,
-        fqn: &FullyQualifiedName,
-        with_code: bool,
-    ) -> ApiResult<ResolvedAction> {
+    /// The action comes with its code, shared with the entity cache (never copied).
+    pub async fn resolve_action(&self, fqn: &FullyQualifiedName) -> ApiResult<ResolvedAction> {
         let (doc_id, package_params, binding) = match fqn.package() {
             None => (fqn.doc_id(), Parameters::new(), None),
             Some(pkg) => {
@@ -100,12 +97,7 @@ impl Controller {
                 (real.doc_id(), params, binding)
             }
         };
-        let fetched = if with_code {
-            self.store.get_shared(&doc_id).await?
-        } else {
-            self.fetch(&doc_id, false).await?.map(Fetched::from)
-        };
-        match fetched {
+        match self.store.get_shared(&doc_id).await? {
             Some(Fetched::Action { action, rev }) => Ok(ResolvedAction {
                 action,
                 rev,

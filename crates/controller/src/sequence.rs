@@ -302,7 +302,7 @@ pub(crate) async fn resolve_component(
         return Err(missing());
     }
     let resolved = state
-        .resolve_action(component, true)
+        .resolve_action(component)
         .await
         .map_err(|_| missing())?;
     run.resolved

@@ -110,7 +110,7 @@ async fn serve(
         .ok_or_else(ApiError::not_found)?;
     let fqn = FullyQualifiedName::new(path, name);
     let resolved = state
-        .resolve_action(&fqn, true)
+        .resolve_action(&fqn)
         .await
         .map_err(|_| ApiError::not_found())?;
     let annotations = &resolved.action.annotations;

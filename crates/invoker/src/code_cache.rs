@@ -46,9 +46,10 @@ impl CodeCache {
         }
     }
 
-    /// The cache entry name of `action`'s current code.
+    /// The cache entry name of `action`'s current code: its identity under both keys, the code
+    /// (which can be tens of megabytes) read once, under the first.
     fn key(&self, action: &Action, code: &str) -> String {
-        let hash = |state: &std::hash::RandomState| {
+        let hash = |state: &std::hash::RandomState, code: Option<&str>| {
             let mut h = state.build_hasher();
             action.namespace.hash(&mut h);
             action.name.hash(&mut h);
@@ -56,7 +57,11 @@ impl CodeCache {
             code.hash(&mut h);
             h.finish()
         };
-        format!("{:016x}{:016x}", hash(&self.keys[0]), hash(&self.keys[1]))
+        format!(
+            "{:016x}{:016x}",
+            hash(&self.keys[0], Some(code)),
+            hash(&self.keys[1], None)
+        )
     }
 
     /// Fills `dest` with the unpacked tree of `code` (base64 of a zip) of `action`: hard links
@@ -98,8 +103,8 @@ impl CodeCache {
         }
     }
 
-    /// Unpacks into a temporary directory and renames it into place, so that a half-unpacked
-    /// tree is never linked (two starts of one action may race here; one rename wins).
+    /// Unpacks into a temporary directory and renames it into place, so that a start checking
+    /// for the entry without waiting for the lock never links a half-unpacked tree.
     fn unpack_entry(&self, code: &str, entry: &Path) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io("create code cache", &self.dir, e))?;
@@ -113,7 +118,7 @@ impl CodeCache {
         self.unpacked
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if std::fs::rename(&tmp, entry).is_err() {
-            // Another start put it there first (or the rename failed: linking will tell).
+            // Linking will tell, and fall back to unpacking in place.
             let _ = std::fs::remove_dir_all(&tmp);
         }
         self.trim();

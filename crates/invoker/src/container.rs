@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 /// Environment variable naming the file descriptor on which a proxy finds its listening socket
 /// (socket activation; docs/runtime-protocol.md). The factories pass the socket as stdin: `0`.
 pub const LISTEN_FD_ENV: &str = "BRISK_LISTEN_FD";
+/// `PATH` of every runtime: nothing of the server's own environment reaches a container.
+pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Longest path a `sockaddr_un` holds (including the terminating NUL).
 const SUN_PATH_MAX: usize = 107;

@@ -29,7 +29,8 @@ mod zip;
 pub use client::ProxyClient;
 pub use config::{InvokerConfig, default_user_memory_mb};
 pub use container::{
-    Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV, NetworkPolicy,
+    BASE_PATH, Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV,
+    NetworkPolicy,
 };
 pub use error::{Error, Result};
 pub use invoker::{Invoker, PoolStats};

@@ -12,13 +12,11 @@ use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 
 use crate::container::{
-    Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV,
+    BASE_PATH, Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV,
 };
 use crate::error::{Error, Result};
 
 const PID_FILE: &str = "pid";
-/// Environment every proxy gets; nothing of the invoker's own environment leaks in.
-const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Starts proxies as plain child processes.
 #[derive(Debug, Default, Clone)]

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use brisk_invoker::{Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV};
+use brisk_invoker::{
+    BASE_PATH, Container, ContainerFactory, ContainerOutput, ContainerSpec, LISTEN_FD_ENV,
+};
 use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
@@ -25,7 +27,6 @@ use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
 
 /// Size of the tmpfs at the container's private directory inside the sandbox.
 const PRIVATE_DIR_BYTES: u64 = 1024 * 1024;
-const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long destroy waits for the kernel to empty a killed cgroup.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How long destroy lets the launcher exit by itself before killing it.

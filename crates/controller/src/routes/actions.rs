@@ -84,7 +84,7 @@ pub async fn handle(
 async fn get(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResult<Response> {
     require_contents_access(state, req, fqn.package()).await?;
     let with_code = req.query.flag("code", true)?;
-    let resolved = state.resolve_action(fqn, with_code).await?;
+    let resolved = state.resolve_action(fqn).await?;
     let mut action = (*resolved.action).clone();
     if fqn.package().is_some() {
         action.parameters = resolved.merged_params();
@@ -270,7 +270,7 @@ async fn check_sequence(
         if !state.action_usable(&req.identity.namespace, &c).await? {
             return Err(ApiError::forbidden_resource(&c.path.to_string()));
         }
-        let resolved = match state.resolve_action(&c, false).await {
+        let resolved = match state.resolve_action(&c).await {
             Ok(r) => r,
             Err(ApiError::NotFound(_)) | Err(ApiError::Conflict(_)) => {
                 return Err(ApiError::bad("Sequence component does not exist."));

@@ -57,7 +57,7 @@ pub async fn invoke(
             ));
         }
     };
-    let resolved = state.resolve_action(fqn, true).await?;
+    let resolved = state.resolve_action(fqn).await?;
     let invocation = Invocation::prepare(state, &req.identity, resolved, payload, &req.tid)?;
     let id = invocation.activation_id;
     let done = state.launch(invocation);

@@ -187,7 +187,7 @@ async fn put(state: &Controller, req: &Req, name: &EntityName) -> ApiResult<Resp
     if !state.action_usable(me, &action).await? {
         return Err(ApiError::forbidden_resource(&action.path.to_string()));
     }
-    if state.resolve_action(&action, false).await.is_err() {
+    if state.resolve_action(&action).await.is_err() {
         return Err(ApiError::bad(format!("action {action} does not exist")));
     }
     let (rule, rev, old_trigger) = match existing {
