@@ -102,6 +102,76 @@ fn node_python_and_native_actions_run_plain_and_zipped() {
 }
 
 #[test]
+fn zipped_code_is_unpacked_when_the_action_is_saved() {
+    let b = Brisk::start(&[]);
+    let cache = b.dir.join("run/.code");
+    // Unpacked versions (temporary directories of an unpacking in progress start with '.').
+    let entries = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let wait_for_entries = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while entries().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no unpacked code after saving: {:?}",
+                entries()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        entries()
+    };
+    let zip = |v: u32| {
+        zip_b64(&[
+            ("package.json", r#"{"main": "app.js"}"#, false),
+            (
+                "app.js",
+                &format!("exports.main = () => ({{v: {v}, dep: require('dep')}})"),
+                false,
+            ),
+            ("node_modules/dep/index.js", "module.exports = 'dep'", false),
+        ])
+    };
+    b.action("z", "nodejs:20", &zip(1), json!({}));
+    // Unpacked before anything invoked it.
+    let first = wait_for_entries(1);
+    assert_eq!(first.len(), 1);
+    assert!(first[0].join("node_modules/dep/index.js").is_file());
+    assert_eq!(
+        b.invoke_result("z", json!({})).body,
+        json!({"v": 1, "dep": "dep"})
+    );
+    // Its containers link that tree: still one version unpacked.
+    assert_eq!(entries(), first);
+    // An update is unpacked ahead too, and runs.
+    b.action("z", "nodejs:20", &zip(2), json!({}));
+    let both = wait_for_entries(2);
+    assert!(both.contains(&first[0]));
+    assert_eq!(
+        b.invoke_result("z", json!({})).body,
+        json!({"v": 2, "dep": "dep"})
+    );
+    // Plain code has nothing to unpack.
+    b.action(
+        "plain",
+        "nodejs:20",
+        "function main() { return {} }",
+        json!({}),
+    );
+    assert_eq!(b.invoke_result("plain", json!({})).status, 200);
+    assert_eq!(entries().len(), 2);
+}
+
+#[test]
 fn outcomes_map_to_openwhisk_status_codes_and_records() {
     let b = Brisk::start(&[]);
     b.action(

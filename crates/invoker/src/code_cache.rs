@@ -64,35 +64,54 @@ impl CodeCache {
         )
     }
 
+    /// Unpacks `code` (base64 of a zip) of `action` into the cache unless this version is
+    /// there already, and returns its entry. Callers for the same version wait for one
+    /// unpacking.
+    fn entry(&self, action: &Action, code: &str) -> Result<PathBuf> {
+        let key = self.key(action, code);
+        let entry = self.dir.join(&key);
+        if entry.is_dir() {
+            return Ok(entry);
+        }
+        let lock = self
+            .unpacking
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let unpacked = {
+            let _turn = lock.lock();
+            if entry.is_dir() {
+                Ok(())
+            } else {
+                self.unpack_entry(code, &entry)
+            }
+        };
+        let mut unpacking = self.unpacking.lock();
+        // The last one out (the map's own reference and this one are left) forgets the lock.
+        if Arc::strong_count(&lock) == 2 {
+            unpacking.remove(&key);
+        }
+        drop(unpacking);
+        unpacked.map(|()| entry)
+    }
+
+    /// Archives unpacked into the cache so far.
+    pub(crate) fn unpacks(&self) -> u64 {
+        self.unpacked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Unpacks the code of `action` into the cache ahead of its first start, so that the start
+    /// only links it.
+    pub(crate) fn prepare(&self, action: &Action, code: &str) -> Result<()> {
+        self.entry(action, code).map(drop)
+    }
+
     /// Fills `dest` with the unpacked tree of `code` (base64 of a zip) of `action`: hard links
     /// into the cache, unpacking into the cache first when this version is not there yet.
     /// Should linking fail (say `dest` is on another file system), unpacks into `dest` itself.
     pub(crate) fn materialize(&self, action: &Action, code: &str, dest: &Path) -> Result<()> {
-        let key = self.key(action, code);
-        let entry = self.dir.join(&key);
-        if !entry.is_dir() {
-            let lock = self
-                .unpacking
-                .lock()
-                .entry(key.clone())
-                .or_default()
-                .clone();
-            let unpacked = {
-                let _turn = lock.lock();
-                if entry.is_dir() {
-                    Ok(())
-                } else {
-                    self.unpack_entry(code, &entry)
-                }
-            };
-            let mut unpacking = self.unpacking.lock();
-            // The last one out (the map's own reference and this one are left) forgets the lock.
-            if Arc::strong_count(&lock) == 2 {
-                unpacking.remove(&key);
-            }
-            drop(unpacking);
-            unpacked?;
-        }
+        let entry = self.entry(action, code)?;
         match link_tree(&entry, dest) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -196,6 +215,41 @@ mod tests {
             "nodejs:20",
             "",
         )
+    }
+
+    #[test]
+    fn code_prepared_ahead_is_linked_not_unpacked_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(tmp.path().join(".code"));
+        let code = zip_b64(&[("index.js", "ahead"), ("node_modules/m/index.js", "m")]);
+        let a = action("a");
+        cache.prepare(&a, &code).unwrap();
+        assert_eq!(cache.unpacks(), 1);
+        let entries: Vec<PathBuf> = std::fs::read_dir(tmp.path().join(".code"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        // Preparing the same version again, and its first container, reuse the entry.
+        cache.prepare(&a, &code).unwrap();
+        let dest = tmp.path().join("c1/code");
+        cache.materialize(&a, &code, &dest).unwrap();
+        assert_eq!(cache.unpacks(), 1);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&dest.join("node_modules/m/index.js")),
+            ino(&entries[0].join("node_modules/m/index.js"))
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("index.js")).unwrap(),
+            "ahead"
+        );
+        // A bad archive is an error ahead of time too, and leaves nothing behind.
+        assert!(cache.prepare(&action("b"), "not base64!").is_err());
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join(".code")).unwrap().count(),
+            1
+        );
     }
 
     #[test]

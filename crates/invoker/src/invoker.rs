@@ -58,6 +58,8 @@ pub struct PoolStats {
     pub resumes: u64,
     /// Containers alive (in the pool or being started or destroyed).
     pub live_containers: usize,
+    /// Zipped actions' archives unpacked into the code cache so far (once per version).
+    pub code_unpacks: u64,
 }
 
 /// Runs activations in a pool of containers. Share it as `Arc<Invoker>`.
@@ -75,6 +77,8 @@ pub struct Invoker {
     pub(crate) tasks: TaskTracker,
     /// Unpacked zipped code, shared by the containers of an action version.
     pub(crate) code_cache: Arc<CodeCache>,
+    /// Set while an archive is being unpacked ahead of time ([`Invoker::prepare_code`]).
+    preparing: Arc<AtomicBool>,
 }
 
 impl Invoker {
@@ -111,6 +115,7 @@ impl Invoker {
         let inv = Arc::new_cyclic(|me| Invoker {
             me: me.clone(),
             code_cache,
+            preparing: Arc::new(AtomicBool::new(false)),
             config,
             manifest,
             runtimes,
@@ -137,6 +142,31 @@ impl Invoker {
         self.me.upgrade()
     }
 
+    /// Unpacks the zipped code of `action`, just created or updated, into the code cache in the
+    /// background, so that its first start only links the files instead of inflating them
+    /// (a package with its `node_modules`: thousands of files). Does nothing for plain code.
+    /// One archive at a time: while one is being unpacked, further calls are skipped and
+    /// those actions unpack on their first start as before, so a client that uploads many
+    /// versions cannot queue up unpacking work.
+    pub fn prepare_code(&self, action: Arc<brisk_model::Action>) {
+        if !action.exec.binary()
+            || action.exec.code().is_none()
+            || self.shutting_down.load(Ordering::Relaxed)
+            || self.preparing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (cache, preparing) = (self.code_cache.clone(), self.preparing.clone());
+        self.tasks.spawn_blocking(move || {
+            let code = action.exec.code().unwrap_or("");
+            if let Err(e) = cache.prepare(&action, code) {
+                // The first start unpacks again and reports the error to the caller.
+                tracing::debug!(action = %action.name, error = %e, "unpacking ahead failed");
+            }
+            preparing.store(false, Ordering::Release);
+        });
+    }
+
     /// Counts of the pool right now.
     pub fn stats(&self) -> PoolStats {
         let live_containers = self.live.lock().len();
@@ -152,6 +182,7 @@ impl Invoker {
             pauses: p.counters.pauses,
             resumes: p.counters.resumes,
             live_containers,
+            code_unpacks: self.code_cache.unpacks(),
             ..PoolStats::default()
         };
         for e in &p.entries {

@@ -231,7 +231,12 @@ async fn put(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResu
         .store
         .put(&Entity::Action(action.clone()), rev)
         .await?;
-    Ok(Json(action.to_json(true)).into_response())
+    let body = action.to_json(true);
+    if let Some(invoker) = &state.invoker {
+        // A zipped action's first start then links its unpacked files instead of inflating them.
+        invoker.prepare_code(std::sync::Arc::new(action));
+    }
+    Ok(Json(body).into_response())
 }
 
 fn check_kind_allowed(req: &Req, kind: &str) -> ApiResult<()> {
