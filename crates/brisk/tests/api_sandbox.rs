@@ -79,6 +79,43 @@ fn actions_see_only_themselves_and_hold_no_privileges() {
 }
 
 #[test]
+fn child_processes_read_end_of_file_on_stdin_and_never_get_the_socket() {
+    let Some(b) = sandboxed(&[]) else { return };
+    // What a child started with the action's own stdin sees: `wc -c` counts its stdin (0 for
+    // /dev/null; it fails on a listening socket), and the shell reports its descriptor 3.
+    let probe = "wc -c; readlink /proc/$$/fd/3 || echo none";
+    b.action(
+        "node-child",
+        "nodejs:20",
+        &format!(
+            "const cp = require('child_process');\n\
+             function main() {{\n\
+               const r = cp.spawnSync('/bin/sh', ['-c', '{probe}'], {{stdio: ['inherit', 'pipe', 'pipe']}});\n\
+               const stdin = require('fs').readlinkSync('/proc/self/fd/0');\n\
+               return {{status: r.status, out: r.stdout.toString().trim().split('\\n'), stdin}};\n\
+             }}"
+        ),
+        json!({}),
+    );
+    py(
+        &b,
+        "py-child",
+        &format!(
+            "    import subprocess\n    r = subprocess.run(['/bin/sh', '-c', '{probe}'], capture_output=True, close_fds=False)\n    return {{'status': r.returncode, 'out': r.stdout.decode().strip().split('\\n'), 'stdin': os.readlink('/proc/self/fd/0')}}\n"
+        ),
+    );
+    for name in ["node-child", "py-child"] {
+        let r = b.invoke_result(name, json!({}));
+        assert_eq!(r.status, 200, "{name}: {}", r.text);
+        assert_eq!(
+            r.body,
+            json!({"status": 0, "out": ["0", "none"], "stdin": "/dev/null"}),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn actions_cannot_read_or_write_what_is_not_theirs() {
     let Some(b) = sandboxed(&[]) else { return };
     // A neighbour leaves a secret in its /tmp and its code.

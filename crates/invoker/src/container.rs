@@ -10,7 +10,8 @@ use tokio::io::AsyncRead;
 use crate::error::{Error, Result};
 
 /// Environment variable naming the file descriptor on which a proxy finds its listening socket
-/// (socket activation; docs/runtime-protocol.md). The factories pass the socket as stdin: `0`.
+/// (socket activation; docs/runtime-protocol.md): `3` in a sandbox (whose stdin is `/dev/null`),
+/// `0` (stdin) with the process backend.
 pub const LISTEN_FD_ENV: &str = "BRISK_LISTEN_FD";
 /// `PATH` of every runtime: nothing of the server's own environment reaches a container.
 pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

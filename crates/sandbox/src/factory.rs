@@ -192,7 +192,8 @@ impl SandboxFactory {
             },
         };
         // The socket lives in the host's private directory, which the sandbox does not see;
-        // the runtime gets it already listening, as its stdin (socket activation).
+        // the runtime gets it already listening (socket activation): the launcher's stdin, which
+        // the launcher moves to descriptor 3 of the runtime.
         let socket = spec.checked_socket_path()?;
         let inner = self.inner.clone();
         let spec_owned = spec.clone();
@@ -350,7 +351,10 @@ impl Inner {
             ("HOME".to_owned(), dir.clone()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
             ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            (LISTEN_FD_ENV.to_owned(), "0".to_owned()),
+            (
+                LISTEN_FD_ENV.to_owned(),
+                crate::launcher::LISTENER_FD.to_string(),
+            ),
             ("__OW_API_HOST".to_owned(), spec.api_host.clone()),
         ];
         if spec.allow_concurrent {

@@ -35,6 +35,10 @@ use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
 
 /// Exit status of the launcher when the sandbox could not be set up.
 pub const SETUP_FAILED: i32 = 125;
+
+/// The descriptor the runtime finds the listening socket on (the factory names it in
+/// `BRISK_LISTEN_FD`). The launcher receives the socket as stdin and moves it here.
+pub const LISTENER_FD: i32 = 3;
 /// Device nodes bound from the host into `/dev`.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
@@ -363,8 +367,7 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
         format_args!("chdir {}", spec.cwd),
     )?;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; nothing is closed
-    // under code that still uses it, and only stdin (the listening socket), stdout and stderr
-    // survive the exec.
+    // under code that still uses it, and only stdin, stdout and stderr survive the exec.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -373,6 +376,20 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
+    // The listening socket moves from stdin to its own descriptor (left inheritable by dup2,
+    // so it survives the exec) and /dev/null becomes stdin: what an action starts with an
+    // inherited stdin reads end of file, not the socket. The proxies keep the socket from
+    // their own children.
+    ctx(
+        nix::unistd::dup2(0, LISTENER_FD),
+        "move the listening socket",
+    )?;
+    let null = ctx(File::open("/dev/null"), "open /dev/null")?;
+    ctx(
+        nix::unistd::dup2(null.as_raw_fd(), 0),
+        "make /dev/null stdin",
+    )?;
+    drop(null);
     let cstr = |s: &str| ctx(CString::new(s), "nul byte in argument");
     let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
     let env: Vec<CString> = spec

@@ -28,6 +28,23 @@ fn fd0(pid: i32) -> String {
     }
 }
 
+/// The descriptors of `pid` that are sockets.
+fn sockets(pid: i32) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -48,13 +65,18 @@ async fn only_the_runtime_holds_the_listening_socket() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stdin: Vec<(String, String)> = pids.iter().map(|p| (comm(*p), fd0(*p))).collect();
-    assert_eq!(stdin.len(), 3, "{stdin:?}");
-    for (name, fd) in &stdin {
+    // Every process's stdin is /dev/null; the runtime alone holds the socket, on descriptor 3.
+    let seen: Vec<(String, String, Vec<String>)> = pids
+        .iter()
+        .map(|p| (comm(*p), fd0(*p), sockets(*p)))
+        .collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (name, stdin, sockets) in &seen {
+        assert_eq!(stdin, "null", "{seen:?}");
         if name == "sleep" {
-            assert!(fd.starts_with("socket:"), "{stdin:?}");
+            assert_eq!(sockets, &["3".to_owned()], "{seen:?}");
         } else {
-            assert_eq!(fd, "null", "{stdin:?}");
+            assert!(sockets.is_empty(), "{seen:?}");
         }
     }
     c.destroy().await;
@@ -79,7 +101,7 @@ async fn a_runtime_that_exits_at_once_fails_the_probe_at_once() {
 async fn a_runtime_that_lets_go_of_its_socket_is_not_waited_for() {
     let f = fixture("letgo");
     let (c, _out) = f
-        .start("a", "/bin/sh", "exec 0<&-\nexec sleep 60", 64)
+        .start("a", "/bin/sh", "exec 3<&-\nexec sleep 60", 64)
         .await;
     let r = ProxyClient::new(c.socket_path(), "a")
         .wait_ready(far(), || false)
@@ -108,6 +130,7 @@ for i, p in enumerate(['{own}', '{other}']):
     except OSError as e:
         print('connect%d=no %s' % (i, type(e).__name__))
 print('stdin=%s' % os.readlink('/proc/self/fd/0'))
+print('listener=%s' % os.readlink('/proc/self/fd/3'))
 "#,
         own = f.run_dir().join("c1/proxy.sock").display(),
         other = other.socket_path().display(),
@@ -116,7 +139,8 @@ print('stdin=%s' % os.readlink('/proc/self/fd/0'))
     o.ok();
     assert_eq!(o.get("connect0"), "no FileNotFoundError", "{o:#?}");
     assert_eq!(o.get("connect1"), "no FileNotFoundError", "{o:#?}");
-    assert!(o.get("stdin").starts_with("socket:"), "{o:#?}");
+    assert_eq!(o.get("stdin"), "/dev/null", "{o:#?}");
+    assert!(o.get("listener").starts_with("socket:"), "{o:#?}");
     other.destroy().await;
     f.factory.shutdown().await;
 }

@@ -441,6 +441,9 @@ def main():
             os.dup2(null, fd)
             os.close(null)
             fd = moved
+        else:
+            # Not for the action's child processes (descriptors passed in are inheritable).
+            os.set_inheritable(fd, False)
         server = UnixServer(None, Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = socket.socket(fileno=fd)

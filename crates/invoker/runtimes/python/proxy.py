@@ -644,6 +644,9 @@ def _listen():
             posix.dup2(null, fd)
             posix.close(null)
             fd = moved
+        else:
+            # Not for the action's child processes (descriptors passed in are inheritable).
+            posix.set_inheritable(fd, False)
         # Bound and listening already (its family and type are read from the descriptor).
         return _socket.socket(fileno=fd)
     sock_path = posix.environ.get(b"BRISK_SOCKET")
