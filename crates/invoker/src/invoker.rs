@@ -156,14 +156,21 @@ impl Invoker {
         {
             return;
         }
-        let (cache, preparing) = (self.code_cache.clone(), self.preparing.clone());
+        /// Clears the flag however the unpacking ends.
+        struct Done(Arc<AtomicBool>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let (cache, done) = (self.code_cache.clone(), Done(self.preparing.clone()));
         self.tasks.spawn_blocking(move || {
+            let _done = done;
             let code = action.exec.code().unwrap_or("");
             if let Err(e) = cache.prepare(&action, code) {
                 // The first start unpacks again and reports the error to the caller.
                 tracing::debug!(action = %action.name, error = %e, "unpacking ahead failed");
             }
-            preparing.store(false, Ordering::Release);
         });
     }
 
