@@ -193,6 +193,18 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
+    /// Entries in the cache directory under `tmp` (temporary ones included).
+    fn cache_entries(tmp: &tempfile::TempDir) -> Vec<PathBuf> {
+        std::fs::read_dir(tmp.path().join(".code"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    fn ino(p: &Path) -> u64 {
+        std::fs::metadata(p).unwrap().ino()
+    }
+
     fn zip_b64(files: &[(&str, &str)]) -> String {
         let mut buf = std::io::Cursor::new(Vec::new());
         {
@@ -225,17 +237,13 @@ mod tests {
         let a = action("a");
         cache.prepare(&a, &code).unwrap();
         assert_eq!(cache.unpacks(), 1);
-        let entries: Vec<PathBuf> = std::fs::read_dir(tmp.path().join(".code"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let entries = cache_entries(&tmp);
         assert_eq!(entries.len(), 1, "{entries:?}");
         // Preparing the same version again, and its first container, reuse the entry.
         cache.prepare(&a, &code).unwrap();
         let dest = tmp.path().join("c1/code");
         cache.materialize(&a, &code, &dest).unwrap();
         assert_eq!(cache.unpacks(), 1);
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(
             ino(&dest.join("node_modules/m/index.js")),
             ino(&entries[0].join("node_modules/m/index.js"))
@@ -246,10 +254,7 @@ mod tests {
         );
         // A bad archive is an error ahead of time too, and leaves nothing behind.
         assert!(cache.prepare(&action("b"), "not base64!").is_err());
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join(".code")).unwrap().count(),
-            1
-        );
+        assert_eq!(cache_entries(&tmp).len(), 1);
     }
 
     #[test]
@@ -269,12 +274,8 @@ mod tests {
             );
         }
         // The same file behind both: one unpacking, two links.
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(ino(&c1.join("index.js")), ino(&c2.join("index.js")));
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join(".code")).unwrap().count(),
-            1
-        );
+        assert_eq!(cache_entries(&tmp).len(), 1);
 
         // Other code (an update, or another action) is another tree.
         let v2 = zip_b64(&[("index.js", "v2")]);
@@ -285,18 +286,12 @@ mod tests {
         let c4 = tmp.path().join("c4/code");
         cache.materialize(&action("b"), &v1, &c4).unwrap();
         assert_ne!(ino(&c1.join("index.js")), ino(&c4.join("index.js")));
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join(".code")).unwrap().count(),
-            3
-        );
+        assert_eq!(cache_entries(&tmp).len(), 3);
 
         // A bad archive fails and leaves nothing behind in the cache.
         let err = cache.materialize(&a, "not base64!", &tmp.path().join("c5/code"));
         assert!(err.is_err());
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join(".code")).unwrap().count(),
-            3
-        );
+        assert_eq!(cache_entries(&tmp).len(), 3);
     }
 
     #[test]
@@ -312,7 +307,7 @@ mod tests {
                 .materialize(&action(&format!("a{i}")), &code(i), &dest)
                 .unwrap();
         }
-        let kept = std::fs::read_dir(tmp.path().join(".code")).unwrap().count();
+        let kept = cache_entries(&tmp).len();
         assert_eq!(kept, MAX_ENTRIES);
         assert_eq!(
             std::fs::read_to_string(first.join("index.js")).unwrap(),
@@ -346,18 +341,14 @@ mod tests {
         for t in threads {
             t.join().unwrap().unwrap();
         }
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let first = ino(&dests[0].join("node_modules/p7/index.js"));
         for d in &dests {
             assert_eq!(ino(&d.join("node_modules/p7/index.js")), first);
         }
         // One entry, no temporary directories left, no lock left behind.
-        let names: Vec<String> = std::fs::read_dir(tmp.path().join(".code"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 1, "{names:?}");
+        let entries = cache_entries(&tmp);
+        assert_eq!(entries.len(), 1, "{entries:?}");
         assert!(cache.unpacking.lock().is_empty());
-        assert_eq!(cache.unpacked.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(cache.unpacks(), 1);
     }
 }

@@ -755,6 +755,14 @@ mod tests {
         p.insert_active(h, "nodejs:20", 256, *k, 1)
     }
 
+    /// Places `k` cold (256 MB) and returns the handles it evicts.
+    fn evicted_by(p: &mut PoolState<u32>, k: &PoolKey, now: Instant) -> Vec<u32> {
+        match p.place(&demand(k, 256), false, now) {
+            Placement::Cold { evicted } => evicted,
+            other => panic!("expected a cold start, got {other:?}"),
+        }
+    }
+
     /// A composition's next step is prepared ahead (a speculative start). An activation of
     /// that action arriving before the container is ready waits for it instead of starting a
     /// second one; a further activation (concurrency 1: one per start) starts its own.
@@ -1058,10 +1066,7 @@ mod tests {
         p.release(ib, true, None, t0);
         p.release(ia, true, None, t1);
         // b is the least recently used.
-        match p.place(&demand(&c, 256), false, t1) {
-            Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(evicted_by(&mut p, &c, t1), vec![2]);
         p.insert_active(3, "nodejs:20", 256, c, 1);
         // a is idle and evictable; after that both are busy and d must queue.
         assert!(
@@ -1100,29 +1105,20 @@ mod tests {
         p.release(ih, true, None, t0);
         p.release(io, true, None, t1);
         p.note_demand(&new, t1);
-        match p.place(&demand(&new, 256), false, t1) {
-            Placement::Cold { evicted } => assert_eq!(evicted, vec![2]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(evicted_by(&mut p, &new, t1), vec![2]);
         let inew = p.insert_active(3, "nodejs:20", 256, new, 1);
         p.release(inew, true, None, t1);
         // `once` comes back: its demand (2) now exceeds `new`'s (1), and `hot`'s (5) has not
         // faded yet, so `new` goes.
         p.note_demand(&once, t1);
-        match p.place(&demand(&once, 256), false, t1) {
-            Placement::Cold { evicted } => assert_eq!(evicted, vec![3]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(evicted_by(&mut p, &once, t1), vec![3]);
         let io = p.insert_active(4, "nodejs:20", 256, once, 1);
         p.release(io, true, None, t1);
         // Ten half-lives later `hot`'s demand is ~0.005, below `new`'s fresh one: `hot` goes.
         let later = t1 + DEMAND_HALF_LIFE * 10;
         p.note_demand(&new, later);
         p.note_demand(&once, later);
-        match p.place(&demand(&new, 256), false, later) {
-            Placement::Cold { evicted } => assert_eq!(evicted, vec![1]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(evicted_by(&mut p, &new, later), vec![1]);
     }
 
     #[test]

@@ -227,10 +227,12 @@ async fn put(state: &Controller, req: &Req, fqn: &FullyQualifiedName) -> ApiResu
         action.parameters.set("_actions", Value::Array(names));
     }
     action.updated = now_millis();
-    state
-        .store
-        .put(&Entity::Action(action.clone()), rev)
-        .await?;
+    // Stored, answered and handed to the invoker without copying its code (up to the exec limit).
+    let entity = Entity::Action(action);
+    state.store.put(&entity, rev).await?;
+    let Entity::Action(action) = entity else {
+        unreachable!("built as an action above");
+    };
     let body = action.to_json(true);
     if let Some(invoker) = &state.invoker {
         // A zipped action's first start then links its unpacked files instead of inflating them.
