@@ -221,6 +221,9 @@ pub struct ProcInfo {
     /// Unique set size: pages mapped by this process alone (`Private_Clean` +
     /// `Private_Dirty`), what it costs beyond what it shares with its siblings.
     pub uss_kb: Option<u64>,
+    /// A runtime zygote (its environment names `BRISK_ZYGOTE`): the parent of the forked
+    /// containers of its runtime, shared by all of them.
+    pub zygote: bool,
 }
 
 /// Every descendant of `pid` (children, their children, ...).
@@ -275,6 +278,10 @@ pub fn proc_info(pid: u32) -> Option<ProcInfo> {
         .to_string();
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let zygote = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        env.split(|b| *b == 0)
+            .any(|v| v.starts_with(b"BRISK_ZYGOTE="))
+    });
     Some(ProcInfo {
         pid,
         ppid,
@@ -287,7 +294,21 @@ pub fn proc_info(pid: u32) -> Option<ProcInfo> {
         uss_kb: rollup_field(&rollup, "Private_Clean:")
             .zip(rollup_field(&rollup, "Private_Dirty:"))
             .map(|(clean, dirty)| clean + dirty),
+        zygote,
     })
+}
+
+/// The zygote `p` was forked from, if any: its nearest zygote ancestor in `all`.
+pub fn zygote_of<'a>(p: &ProcInfo, all: &'a [ProcInfo]) -> Option<&'a ProcInfo> {
+    let mut ppid = p.ppid;
+    for _ in 0..8 {
+        let parent = all.iter().find(|q| q.pid == ppid)?;
+        if parent.zygote {
+            return Some(parent);
+        }
+        ppid = parent.ppid;
+    }
+    None
 }
 
 /// Whether the cgroups listed in `/proc/<pid>/cgroup` are frozen: the v1 freezer's
@@ -347,7 +368,7 @@ fn chain_kb(p: &ProcInfo, all: &[ProcInfo], kb: impl Fn(&ProcInfo) -> Option<u64
             break;
         };
         // A parent shared by several runtimes (a zygote, a pool helper) is not per container.
-        if all.iter().filter(|q| q.ppid == parent.pid).count() > 1 {
+        if parent.zygote || all.iter().filter(|q| q.ppid == parent.pid).count() > 1 {
             break;
         }
         total += kb(parent).unwrap_or(0);
@@ -392,6 +413,7 @@ mod tests {
             pss_kb: Some(pss),
             rss_kb: None,
             uss_kb: Some(pss / 2),
+            zygote: false,
         };
         // server 1 -> launcher 2 -> init 3 -> runtime 4; a shared helper 5 -> runtimes 6, 7.
         let all = vec![
@@ -405,6 +427,14 @@ mod tests {
         assert_eq!(chain_pss_kb(&all[2], &all), Some(5110));
         assert_eq!(chain_pss_kb(&all[4], &all), Some(3000));
         assert_eq!(chain_uss_kb(&all[2], &all), Some(2555));
+        assert!(zygote_of(&all[2], &all).is_none());
+        // server 1 -> zygote 8 -> forked launcher 9 -> init 10 -> runtime 11: the chain stops
+        // at the zygote even when it has forked only one container.
+        let mut all = all;
+        all.extend([p(8, 1, 18000), p(9, 8, 300), p(10, 9, 300), p(11, 10, 2900)]);
+        all[6].zygote = true;
+        assert_eq!(chain_pss_kb(&all[9], &all), Some(3500));
+        assert_eq!(zygote_of(&all[9], &all).map(|z| z.pid), Some(8));
     }
 
     #[test]

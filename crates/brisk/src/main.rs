@@ -69,6 +69,20 @@ pub fn sandbox_launcher() -> std::io::Result<Vec<std::ffi::OsString>> {
     Ok(vec![exe.into_os_string(), SANDBOX_EXEC.into()])
 }
 
+/// The sandbox crate's shared object (the runtime zygotes' native module): in the `deps`
+/// directory beside this executable, where every `cargo build` of `brisk` writes it, else
+/// beside the executable (installed together).
+pub fn zygote_lib() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("deps").join(ZYGOTE_LIB), dir.join(ZYGOTE_LIB)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// File name of [`zygote_lib`].
+pub const ZYGOTE_LIB: &str = "libbrisk_sandbox.so";
+
 fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

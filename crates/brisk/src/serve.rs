@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// override it with `brisk admin limits NS --network ...`.
     #[arg(long, env = "BRISK_NETWORK", default_value = "egress")]
     pub network: brisk_invoker::NetworkPolicy,
+    /// Start Node.js containers as forks of a runtime zygote (the sandbox's fork server: no
+    /// interpreter start-up per container, loaded code shared between containers). Needs
+    /// `libbrisk_sandbox.so` beside the `brisk` binary; without it, or with `false`, every
+    /// container starts its own interpreter.
+    #[arg(long, env = "BRISK_ZYGOTES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zygotes: bool,
     /// Seconds activations in flight get to finish on shutdown.
     #[arg(long, env = "BRISK_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
@@ -138,6 +144,14 @@ async fn container_factory(
     let mut config = brisk_sandbox::SandboxConfig::new(launcher, instance_name(data_dir));
     config.user_memory_mb = user_memory_mb;
     config.network = args.network;
+    if args.zygotes {
+        config.zygote_lib = crate::zygote_lib();
+        if config.zygote_lib.is_none() {
+            tracing::warn!(
+                "libbrisk_sandbox.so is not beside the brisk binary: Node.js containers start without a zygote"
+            );
+        }
+    }
     let factory = tokio::task::spawn_blocking(move || brisk_sandbox::SandboxFactory::new(config))
         .await
         .context("start the sandbox")?

@@ -40,6 +40,9 @@ pub struct SandboxConfig {
     pub egress_deny: Vec<String>,
     /// Network namespaces kept ready per policy.
     pub netns_pool: usize,
+    /// This crate's shared object (`libbrisk_sandbox.so`), to run Node.js containers as forks
+    /// of a runtime zygote (`zygote.rs`); `None` starts every container with the launcher.
+    pub zygote_lib: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -61,6 +64,7 @@ impl SandboxConfig {
             egress_available: true,
             egress_deny: Vec::new(),
             netns_pool: 4,
+            zygote_lib: None,
         }
     }
 }

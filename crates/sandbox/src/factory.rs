@@ -24,6 +24,7 @@ use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::netns::{Netns, NetnsPool};
 use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
+use crate::zygotes::{self, Zygotes};
 
 /// Size of the tmpfs at the container's private directory inside the sandbox.
 const PRIVATE_DIR_BYTES: u64 = 1024 * 1024;
@@ -48,6 +49,8 @@ struct Inner {
     shut_down: AtomicBool,
     /// Cgroups and launcher pids of containers not yet destroyed, for shutdown.
     live: Mutex<HashMap<String, (Cgroup, Option<i32>)>>,
+    /// Fork servers of the runtimes that have one (`config.zygote_lib`).
+    zygotes: Option<Zygotes>,
 }
 
 /// Starts every container in its own Linux sandbox. Cheap to clone.
@@ -115,6 +118,7 @@ impl SandboxFactory {
             .map(|eg| NetnsPool::start(size(NetworkPolicy::Egress), Some(eg.clone())));
         let mut base_mounts = resolve_base_mounts(&config.ro_paths)?;
         base_mounts.extend(write_identity_files(&config)?);
+        let zygotes = config.zygote_lib.clone().map(Zygotes::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -126,6 +130,7 @@ impl SandboxFactory {
                 egress,
                 live: Mutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
+                zygotes,
             }),
         })
     }
@@ -227,6 +232,27 @@ impl SandboxFactory {
             netns: netns.as_ref().map(Netns::proc_path),
             ..launch
         };
+        if let Some(forked) = self.fork_sandbox(spec, &launch, &listener, &cgroup).await {
+            let (launcher, output) = forked;
+            let container = SandboxContainer {
+                name: spec.name.clone(),
+                dir: spec.dir.clone(),
+                socket,
+                cgroup,
+                launcher: Some(launcher),
+                netns: Mutex::new(netns),
+                pool,
+                factory: self.inner.clone(),
+                destroyed: AtomicBool::new(false),
+                oom_kills: AtomicU64::new(0),
+            };
+            let pid = container.launcher.as_ref().and_then(|l| l.pid);
+            self.inner
+                .live
+                .lock()
+                .insert(spec.name.clone(), (container.cgroup.clone(), pid));
+            return Ok((container, output));
+        }
         let json = serde_json::to_string(&launch)
             .map_err(|e| brisk_invoker::Error::Task(format!("encode launch spec: {e}")))?;
         let launcher = &self.inner.config.launcher;
@@ -286,6 +312,75 @@ impl SandboxFactory {
             stderr: Box::new(stderr),
         };
         Ok((container, output))
+    }
+
+    /// Starts the container as a fork of its runtime's zygote, when the runtime has one. `None`
+    /// when it has none or the zygote failed (then the launcher starts it, as every other).
+    async fn fork_sandbox(
+        &self,
+        spec: &ContainerSpec,
+        launch: &LaunchSpec,
+        listener: &OwnedFd,
+        cgroup: &Cgroup,
+    ) -> Option<(Launcher, ContainerOutput)> {
+        self.inner.zygotes.as_ref()?;
+        let (interpreter, rest) = launch.argv.split_first()?;
+        let (proxy, args) = rest.split_last()?;
+        if !zygotes::serves(Path::new(interpreter), Path::new(proxy)) {
+            return None;
+        }
+        let exit_file = spec.dir.join("exit");
+        let launch = LaunchSpec {
+            exit_file: Some(utf8(&exit_file).ok()?),
+            ..launch.clone()
+        };
+        let (out_r, out_w) = zygotes::pipe().ok()?;
+        let (err_r, err_w) = zygotes::pipe().ok()?;
+        let listener = listener.try_clone().ok()?;
+        let inner = self.inner.clone();
+        let (interpreter, proxy, args) = (
+            PathBuf::from(interpreter),
+            PathBuf::from(proxy),
+            args.to_vec(),
+        );
+        let forked = tokio::task::spawn_blocking(move || {
+            let z = inner.zygotes.as_ref().expect("checked above");
+            // The descriptors are dropped here, after the zygote has its copies: the runtime
+            // becomes the socket's only holder.
+            z.launch(
+                &interpreter,
+                &args,
+                &proxy,
+                &launch,
+                [&listener, &out_w, &err_w],
+            )
+        })
+        .await;
+        let pid = match forked {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "runtime zygote unavailable; starting the container without it");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "runtime zygote task failed");
+                return None;
+            }
+        };
+        let launcher = match zygotes::pidfd(pid) {
+            Ok(fd) => Launcher::watch_forked(pid, fd, exit_file),
+            Err(e) => {
+                // The fork runs but cannot be watched: kill it through its cgroup.
+                tracing::warn!(error = %e, "watch a forked container");
+                cgroup.kill_all();
+                return None;
+            }
+        };
+        let output = ContainerOutput {
+            stdout: Box::new(out_r),
+            stderr: Box::new(err_r),
+        };
+        Some((launcher, output))
     }
 
     /// Kills every container still alive, removes all cgroups of this instance and stops the
@@ -380,6 +475,7 @@ impl Inner {
             gid: c.gid,
             hostname: "sandbox".into(),
             cwd: dir,
+            exit_file: None,
             argv: std::iter::once(utf8(&interpreter)?)
                 .chain(spec.args.iter().cloned())
                 .chain(std::iter::once(utf8(&proxy)?))
@@ -402,6 +498,9 @@ impl Inner {
         for (cg, _) in &live {
             cg.wait_empty(KILL_WAIT);
             cg.remove();
+        }
+        if let Some(z) = &self.zygotes {
+            z.stop();
         }
         self.hierarchy.cleanup_instance(&self.config.instance);
         self.hierarchy.remove_instance(&self.config.instance);
@@ -637,6 +736,42 @@ impl Launcher {
         });
         Self {
             pid,
+            exit,
+            kill: Mutex::new(Some(kill)),
+        }
+    }
+
+    /// Watches a launcher that is not this process's child (a zygote's fork) through a pidfd;
+    /// its exit status comes from the file it writes before it exits (a launcher killed
+    /// before that counts as killed by `SIGKILL`).
+    fn watch_forked(pid: i32, pidfd: OwnedFd, exit_file: PathBuf) -> Self {
+        let (exit_tx, exit) = watch::channel(None);
+        let (kill, kill_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            match zygotes::readable(pidfd) {
+                Ok(fd) => {
+                    tokio::select! {
+                        _ = fd.readable() => {}
+                        _ = kill_rx => {
+                            zygotes::kill(fd.get_ref());
+                            let _ = fd.readable().await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, pid, "watch a forked container");
+                    let _ = kill_rx.await;
+                }
+            }
+            let code = tokio::fs::read_to_string(&exit_file)
+                .await
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(128 + libc::SIGKILL);
+            let _ = exit_tx.send(Some(Exit(Some(code))));
+        });
+        Self {
+            pid: Some(pid),
             exit,
             kill: Mutex::new(Some(kill)),
         }

@@ -33,6 +33,9 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, execve, fork, pivot_root, se
 
 use crate::spec::{LaunchSpec, MountSpec, SPEC_ENV};
 
+/// Names the descriptor of the listening socket in the runtime's environment.
+const LISTEN_FD_ENV: &str = brisk_invoker::LISTEN_FD_ENV;
+
 /// Exit status of the launcher when the sandbox could not be set up.
 pub const SETUP_FAILED: i32 = 125;
 
@@ -66,6 +69,36 @@ fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl std::fmt::Display) -
 fn launch() -> Res<Infallible> {
     let raw = ctx(std::env::var(SPEC_ENV), format!("read {SPEC_ENV}"))?;
     let spec: LaunchSpec = ctx(serde_json::from_str(&raw), "parse launch spec")?;
+    enter(&spec, Mode::Exec)?;
+    Err("the runtime returned instead of executing".into())
+}
+
+/// How the runtime process ends the launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `execve` the spec's `argv` (the launcher process).
+    Exec,
+    /// Return into the calling program, which then is the runtime (a forked zygote, see
+    /// `zygote.rs`): the environment becomes the spec's and the listening socket moves to a
+    /// free descriptor named in `BRISK_LISTEN_FD`, because the program's own descriptors
+    /// (its event loop's) must stay as they are.
+    Return,
+}
+
+/// Builds the sandbox around the calling process's descendants, as described at the top of
+/// this file. The calling process stays outside as the "launcher", waits for the sandbox's
+/// init and exits like it; init reaps the namespace; the runtime execs (`Mode::Exec`) or
+/// returns `Ok` (`Mode::Return`, only ever in the runtime process). Setup failures before the
+/// first fork are returned; failures in the forked processes exit them with [`SETUP_FAILED`].
+///
+/// The calling process must be single-threaded, or at least act as if it were: it forks.
+pub(crate) fn enter(spec: &LaunchSpec, mode: Mode) -> Res<()> {
+    // Opened now: once init pivots into the sandbox's root, this process's root moves with it
+    // (the mount namespace is theirs too), and the host path is out of reach.
+    let exit_file = match &spec.exit_file {
+        Some(path) => Some(ctx(File::create(path), format_args!("create {path}"))?),
+        None => None,
+    };
     let pid = std::process::id().to_string();
     for file in &spec.cgroup_join {
         let value = if file.ends_with("/tasks") { "0" } else { &pid };
@@ -99,14 +132,18 @@ fn launch() -> Res<Infallible> {
         ),
         "create namespaces",
     )?;
-    // SAFETY: the launcher is single-threaded (documented requirement of `launcher_main`), so
-    // the child may run arbitrary code after fork.
+    // SAFETY: the caller is single-threaded (documented requirement), so the child may run
+    // arbitrary code after fork.
     match ctx(unsafe { fork() }, "fork sandbox init")? {
         ForkResult::Parent { child } => {
             release_stdin();
-            exit_like(child)
+            exit_like(child, exit_file)
         }
-        ForkResult::Child => sandbox_init(&spec),
+        ForkResult::Child => {
+            // The sandbox never holds a host file.
+            drop(exit_file);
+            sandbox_init(spec, mode)
+        }
     }
 }
 
@@ -125,21 +162,40 @@ fn release_stdin() {
     }
 }
 
-/// Waits for `child` and exits with its status.
-fn exit_like(child: Pid) -> ! {
-    loop {
+/// Waits for `child` and exits with its status, which it first writes to `exit_file` (when
+/// given: the factory is not this process's parent and cannot learn it otherwise).
+fn exit_like(child: Pid, exit_file: Option<File>) -> ! {
+    let code = loop {
         match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => std::process::exit(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => std::process::exit(SETUP_FAILED),
+            Err(_) => break SETUP_FAILED,
         }
+    };
+    if let Some(mut file) = exit_file {
+        use std::io::Write;
+        let _ = file.write_all(code.to_string().as_bytes());
     }
+    quit(code)
 }
 
-/// Pid 1 of the sandbox.
-fn sandbox_init(spec: &LaunchSpec) -> ! {
-    let res = (|| -> Res<Infallible> {
+/// Ends the process at once: no exit handlers, which in a forked zygote are the
+/// interpreter's and must not run twice.
+fn quit(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Reports a setup failure in a forked process and ends it.
+fn fail(e: &str) -> ! {
+    eprintln!("brisk-sandbox: {e}");
+    quit(SETUP_FAILED)
+}
+
+/// Pid 1 of the sandbox. Returns only in the runtime process, with `Mode::Return`.
+fn sandbox_init(spec: &LaunchSpec, mode: Mode) -> Res<()> {
+    let res = (|| -> Res<()> {
         ctx(
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
             "set parent-death signal",
@@ -153,22 +209,16 @@ fn sandbox_init(spec: &LaunchSpec) -> ! {
                 release_stdin();
                 reap_until(child)
             }
-            ForkResult::Child => {
-                let e = match exec_runtime(spec, &filters) {
+            ForkResult::Child => match mode {
+                Mode::Exec => match exec_runtime(spec, &filters) {
                     Ok(never) => match never {},
-                    Err(e) => e,
-                };
-                eprintln!("brisk-sandbox: {e}");
-                std::process::exit(SETUP_FAILED)
-            }
+                    Err(e) => fail(&e),
+                },
+                Mode::Return => become_runtime(spec, &filters).map_err(|e| fail(&e)),
+            },
         }
     })();
-    let e = match res {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    eprintln!("brisk-sandbox: {e}");
-    std::process::exit(SETUP_FAILED)
+    res.map_err(|e| fail(&e))
 }
 
 /// Reaps every process of the namespace (orphans are re-parented to pid 1) until the runtime
@@ -176,12 +226,10 @@ fn sandbox_init(spec: &LaunchSpec) -> ! {
 fn reap_until(runtime: Pid) -> ! {
     loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => {
-                std::process::exit(128 + sig as i32)
-            }
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => quit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => quit(128 + sig as i32),
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => std::process::exit(SETUP_FAILED),
+            Err(_) => quit(SETUP_FAILED),
         }
     }
 }
@@ -341,8 +389,9 @@ fn mkdirs(p: &Path) -> Res<()> {
     )
 }
 
-/// Drops every privilege and executes the runtime.
-fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<Infallible> {
+/// Drops every privilege: supplementary groups, gid, the capability bounding set, uid (which
+/// clears the other capability sets), then sets `no_new_privs` and enters the working directory.
+fn drop_privileges(spec: &LaunchSpec) -> Res<()> {
     let gid = Gid::from_raw(spec.gid);
     let uid = Uid::from_raw(spec.uid);
     ctx(nix::unistd::setgroups(&[gid]), "setgroups")?;
@@ -365,7 +414,23 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
     ctx(
         chdir(Path::new(&spec.cwd)),
         format_args!("chdir {}", spec.cwd),
+    )
+}
+
+/// Puts `/dev/null` on stdin (the listening socket must already be elsewhere): what an
+/// action starts with an inherited stdin reads end of file, not the socket.
+fn null_stdin() -> Res<()> {
+    let null = ctx(File::open("/dev/null"), "open /dev/null")?;
+    ctx(
+        nix::unistd::dup2(null.as_raw_fd(), 0),
+        "make /dev/null stdin",
     )?;
+    Ok(())
+}
+
+/// Drops every privilege and executes the runtime.
+fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<Infallible> {
+    drop_privileges(spec)?;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors; nothing is closed
     // under code that still uses it, and only stdin, stdout and stderr survive the exec.
     unsafe {
@@ -377,19 +442,13 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
         );
     }
     // The listening socket moves from stdin to its own descriptor (left inheritable by dup2,
-    // so it survives the exec) and /dev/null becomes stdin: what an action starts with an
-    // inherited stdin reads end of file, not the socket. The proxies keep the socket from
+    // so it survives the exec) and /dev/null becomes stdin. The proxies keep the socket from
     // their own children.
     ctx(
         nix::unistd::dup2(0, LISTENER_FD),
         "move the listening socket",
     )?;
-    let null = ctx(File::open("/dev/null"), "open /dev/null")?;
-    ctx(
-        nix::unistd::dup2(null.as_raw_fd(), 0),
-        "make /dev/null stdin",
-    )?;
-    drop(null);
+    null_stdin()?;
     let cstr = |s: &str| ctx(CString::new(s), "nul byte in argument");
     let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
     let env: Vec<CString> = spec
@@ -407,4 +466,46 @@ fn exec_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<I
         execve(prog, &argv, &env),
         format_args!("execute {}", spec.argv[0]),
     )
+}
+
+/// [`exec_runtime`] without the `execve`: the calling program goes on as the runtime. Its
+/// descriptors stay open (they are its own; the zygote passes nothing else down), the socket
+/// moves to a free descriptor (close-on-exec, so the runtime's children never get it) named
+/// in `BRISK_LISTEN_FD`, and the environment becomes the spec's.
+fn become_runtime(spec: &LaunchSpec, filters: &[seccompiler::BpfProgram]) -> Res<()> {
+    // A fork of a multi-threaded interpreter can crash on its way out (its exit joins threads
+    // the fork does not have): never with a core dump of the zygote's memory.
+    ctx(
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0),
+        "disable core dumps",
+    )?;
+    drop_privileges(spec)?;
+    // SAFETY: F_DUPFD_CLOEXEC takes a descriptor number and returns a new descriptor.
+    let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, LISTENER_FD) };
+    if fd < 0 {
+        return Err(format!(
+            "move the listening socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    null_stdin()?;
+    let vars: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
+    // SAFETY: the process is single-threaded here (forked), so nothing reads the environment
+    // while it changes.
+    unsafe {
+        for k in vars {
+            std::env::remove_var(k);
+        }
+        for (k, v) in &spec.env {
+            if k == LISTEN_FD_ENV {
+                std::env::set_var(k, fd.to_string());
+            } else {
+                std::env::set_var(k, v);
+            }
+        }
+    }
+    for f in filters {
+        ctx(seccompiler::apply_filter(f), "install seccomp filter")?;
+    }
+    Ok(())
 }

@@ -8,9 +8,12 @@
 //! `brisk-sandbox-exec` binary or a hidden subcommand of `brisk`) that is spawned with
 //! `posix_spawn` and does the namespace, mount and privilege work in its own address space.
 //!
+//! Node.js containers are forks of a runtime zygote instead ([`zygote`], loaded by Node.js from
+//! this crate's shared object), which run the same launcher code in the fork.
+//!
 //! **Architecture Invariant:** the server process never calls `fork`, `unshare(CLONE_NEWNS)`
-//! or `mount`; only the launcher does. The server only creates network namespaces on a
-//! dedicated pool thread and writes cgroup files.
+//! or `mount`; only the launcher (or a zygote's fork running its code) does. The server only
+//! creates network namespaces on a dedicated pool thread and writes cgroup files.
 #![deny(unsafe_code)]
 
 mod cgroup;
@@ -23,6 +26,8 @@ mod netns;
 mod rtnl;
 mod seccomp;
 mod spec;
+pub mod zygote;
+mod zygotes;
 
 pub use cgroup::{Cgroup, FREEZER_ANCHOR, Hierarchy};
 pub use config::{NetworkPolicy, SandboxConfig, cpu_shares, default_ro_paths};
@@ -31,3 +36,4 @@ pub use factory::{SandboxContainer, SandboxFactory};
 pub use launcher::{SETUP_FAILED, launcher_main};
 pub use netns::Netns;
 pub use spec::{LaunchSpec, MountSpec, SPEC_ENV};
+pub use zygotes::ZYGOTE_ENV;

@@ -44,4 +44,8 @@ pub struct LaunchSpec {
     pub argv: Vec<String>,
     /// The runtime's whole environment.
     pub env: Vec<(String, String)>,
+    /// Where the launcher writes the sandbox's exit status before it exits (when its parent
+    /// cannot wait for it: a zygote's child).
+    #[serde(default)]
+    pub exit_file: Option<String>,
 }

@@ -80,14 +80,32 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let all = procs::descendants(server.pid);
+        // Runtime processes: the leaves (a forked container's launcher and init run the
+        // runtime's executable too, and the zygote is its parent).
         let procs: Vec<&ProcInfo> = all
             .iter()
-            .filter(|p| !p.paused && is_kind(p, kind))
+            .filter(|p| !p.paused && is_kind(p, kind) && !p.zygote)
+            .filter(|p| !all.iter().any(|q| q.ppid == p.pid))
             .collect();
         progress(&format!("  {} idle {l} runtime process(es)", procs.len()));
+        // A zygote is shared by the containers forked from it: each carries its share.
+        let zygote_share = |p: &ProcInfo| {
+            procs::zygote_of(p, &all).map_or(0, |z| {
+                let forks = procs
+                    .iter()
+                    .filter(|q| procs::zygote_of(q, &all).is_some_and(|y| y.pid == z.pid))
+                    .count() as u64;
+                z.pss_kb.unwrap_or(0) / forks.max(1)
+            })
+        };
         let pss: Vec<u64> = procs
             .iter()
-            .filter_map(|p| procs::chain_pss_kb(p, &all))
+            .filter_map(|p| Some(procs::chain_pss_kb(p, &all)? + zygote_share(p)))
+            .collect();
+        let zygotes: Vec<u64> = all
+            .iter()
+            .filter(|p| p.zygote && is_kind(p, kind))
+            .filter_map(|p| p.pss_kb)
             .collect();
         let uss: Vec<u64> = procs
             .iter()
@@ -97,6 +115,13 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         let rss: Vec<u64> = procs.iter().filter_map(|p| p.rss_kb).collect();
         s.value(&format!("idle warm container PSS {l}"), "MB", mean_mb(&pss));
         s.value(&format!("idle warm container USS {l}"), "MB", mean_mb(&uss));
+        if !zygotes.is_empty() {
+            s.value(
+                &format!("runtime zygote PSS {l} (shared; its share is in the container PSS)"),
+                "MB",
+                mean_mb(&zygotes),
+            );
+        }
         s.value(
             &format!("idle warm runtime process PSS {l}"),
             "MB",
@@ -147,6 +172,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
                 let stopped: Vec<&ProcInfo> = all
                     .iter()
                     .filter(|p| p.paused && is_kind(p, kind))
+                    .filter(|p| !all.iter().any(|q| q.ppid == p.pid))
                     .collect();
                 let took = timed_invoke(&mut c, &name, true).await?.1;
                 match (want_paused, stopped.is_empty()) {

@@ -30,13 +30,14 @@ const zlib = () => zlibModule || (zlibModule = require('zlib'));
 // Modules every action may require without bundling them (as OpenWhisk's Node.js runtime
 // image preinstalls them, e.g. `openwhisk`, which openwhisk-composer's conductors use):
 // `node_modules` next to this file, when the platform has installed it.
-{
+function shareModules() {
   const shared = path.join(__dirname, 'node_modules');
   if (fs.existsSync(shared)) {
     process.env.NODE_PATH = [shared, process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
     Module._initPaths();
   }
 }
+shareModules();
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
 const NOT_A_DICTIONARY = 'The action did not return a dictionary or array.';
@@ -269,16 +270,20 @@ class InitError extends Error {}
 // action reads the same `process.env`, and child processes started with `child_process` get it
 // too (it is their default `env`).
 // Like the real one, it keeps values as strings.
-process.env = new Proxy(Object.assign({}, process.env), {
-  set(target, key, value) {
-    target[key] = String(value);
-    return true;
-  },
-  defineProperty(target, key, desc) {
-    if ('value' in desc) desc = { ...desc, value: String(desc.value) };
-    return Reflect.defineProperty(target, key, desc);
-  },
-});
+const liveEnv = process.env;
+function privateEnv() {
+  return new Proxy(Object.assign({}, liveEnv), {
+    set(target, key, value) {
+      target[key] = String(value);
+      return true;
+    },
+    defineProperty(target, key, desc) {
+      if ('value' in desc) desc = { ...desc, value: String(desc.value) };
+      return Reflect.defineProperty(target, key, desc);
+    },
+  });
+}
+process.env = privateEnv();
 
 const owEnvNames = new Map();
 function setOwEnv(key, value) {
@@ -756,6 +761,55 @@ function warmUp() {
   }
 }
 warmUp();
+
+// Zygote mode (docs/fork-server.md): with BRISK_ZYGOTE naming the platform's native module,
+// this process does not serve. Loaded and warmed up like a stem cell, it becomes a fork server
+// on its stdin, and `serve` returns only in a fork that is now a container's runtime: inside
+// its sandbox, with that container's environment, descriptors and privileges. What the fork
+// inherited from the zygote and must not share with its siblings is made its own here.
+if (liveEnv.BRISK_ZYGOTE) {
+  const native = { exports: {} };
+  process.dlopen(native, liveEnv.BRISK_ZYGOTE);
+  becomeContainer(JSON.parse(native.exports.serve(0)), native.exports.exit);
+}
+
+function becomeContainer(forked, exit) {
+  // Node.js's own exit joins the platform's threads, which only the zygote has: the fork ends
+  // at once instead, once the 'exit' listeners have run (writes to the output pipes are
+  // synchronous).
+  if (typeof exit === 'function') process.reallyExit = (code) => exit(code | 0);
+  // The environment is the container's now (the C environment was replaced).
+  shareModules();
+  process.env = privateEnv();
+  allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
+  // Node.js caches its pid and working directory.
+  Object.defineProperty(process, 'pid', { value: forked.pid, writable: false, enumerable: true, configurable: true });
+  process.chdir('.');
+  // V8 seeds Math.random once per process, so every fork would draw the same numbers:
+  // xoshiro128** from fresh entropy replaces it (53-bit doubles in [0, 1), like V8's).
+  const s = Uint32Array.from(forked.seed);
+  if ((s[0] | s[1] | s[2] | s[3]) === 0) s[0] = 1;
+  const next = () => {
+    const r = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return r;
+  };
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  Object.defineProperty(Math, 'random', {
+    value: function random() {
+      return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+    },
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+}
 
 const listenFd = process.env.BRISK_LISTEN_FD;
 const socketPath = process.env.BRISK_SOCKET;

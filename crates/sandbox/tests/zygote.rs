@@ -1,0 +1,334 @@
+//! Node.js containers forked from a runtime zygote (`zygote.rs`, `zygotes.rs`): each is a
+//! sandbox as isolated as a launched one, with nothing of its own shared with the zygote or its
+//! siblings, and the factory watches it like a launched one.
+#![allow(
+    unsafe_code,
+    reason = "kcmp has no safe wrapper: the test compares open files across processes"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brisk_invoker::{Container, ContainerSpec, ProxyClient};
+use brisk_sandbox::{SandboxContainer, SandboxFactory};
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const NODE: &str = "/usr/bin/node";
+
+/// The crate's shared object, built beside this test binary (`target/<profile>/deps`).
+fn zygote_lib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.with_file_name("libbrisk_sandbox.so")
+}
+
+fn zygote_fixture(test: &str) -> Fixture {
+    let instance = format!("t{}-{test}", std::process::id());
+    let mut config = config(&instance);
+    let lib = zygote_lib();
+    assert!(lib.is_file(), "{} is built with the crate", lib.display());
+    config.zygote_lib = Some(lib);
+    Fixture {
+        factory: SandboxFactory::new(config).expect("create sandbox factory"),
+        tmp: tempfile::tempdir().expect("tempdir"),
+        instance,
+    }
+}
+
+fn node_spec(f: &Fixture, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: name.to_owned(),
+        dir: f.run_dir().join(name),
+        kind: "nodejs:20".into(),
+        interpreter: PathBuf::from(NODE),
+        args: Vec::new(),
+        proxy: Path::new(env!("CARGO_MANIFEST_DIR")).join("../invoker/runtimes/node/proxy.js"),
+        memory_mb: 256,
+        allow_concurrent: false,
+        api_host: "http://127.0.0.1:3233".into(),
+        network: f.factory.config().network,
+    }
+}
+
+async fn post(socket: &Path, path: &str, body: &Value) -> (u16, Value) {
+    let mut s = UnixStream::connect(socket).await.expect("connect to proxy");
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    )
+}
+
+/// A ready Node.js container running `code`.
+async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
+    let (c, out) = f.factory.create_sandbox(&node_spec(f, name)).await.unwrap();
+    // Keep the output pipes drained.
+    drop(read_all(out));
+    ProxyClient::new(c.socket_path(), c.name())
+        .wait_ready(
+            tokio::time::Instant::now() + Duration::from_secs(20),
+            || c.has_exited(),
+        )
+        .await
+        .expect("forked proxy ready");
+    let (status, body) = post(
+        c.socket_path(),
+        "/init",
+        &json!({"value": {"name": name, "main": "main", "code": code, "binary": false}}),
+    )
+    .await;
+    assert_eq!(status, 200, "init: {body}");
+    c
+}
+
+async fn run(c: &SandboxContainer) -> Value {
+    let run = json!({
+        "value": {}, "namespace": "guest", "action_name": "a", "action_version": "0.0.1",
+        "activation_id": "0123456789abcdef0123456789abcdef", "transaction_id": "t",
+        "deadline": "0",
+    });
+    let (status, body) = post(c.socket_path(), "/run", &run).await;
+    assert_eq!(status, 200, "run: {body}");
+    body
+}
+
+fn status_field(pid: i32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn ppid(pid: i32) -> i32 {
+    status_field(pid, "PPid").parse().unwrap_or(0)
+}
+
+/// The container's runtime process (the one running as the sandbox's uid).
+fn runtime_pid(c: &SandboxContainer) -> i32 {
+    c.pids()
+        .into_iter()
+        .find(|&p| status_field(p, "Uid").starts_with("65534"))
+        .expect("a runtime process in the container's cgroup")
+}
+
+/// The zygote a container was forked from: the parent of its launcher (the container's
+/// process whose parent is outside the container).
+fn zygote_of(c: &SandboxContainer) -> i32 {
+    let pids = c.pids();
+    let launcher = pids
+        .iter()
+        .copied()
+        .find(|&p| !pids.contains(&ppid(p)))
+        .expect("the launcher");
+    ppid(launcher)
+}
+
+fn ns(pid: i32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn fds(pid: i32) -> Vec<(i32, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// Whether descriptor `a` of `pa` and `b` of `pb` are the same open file (kcmp).
+fn same_file(pa: i32, a: i32, pb: i32, b: i32) -> bool {
+    const KCMP_FILE: i32 = 0;
+    // SAFETY: kcmp takes pids, a type and descriptor numbers; no pointers.
+    unsafe { libc::syscall(libc::SYS_kcmp, pa, pb, KCMP_FILE, a, b) == 0 }
+}
+
+const REPORT: &str = "function main() { \
+    const fs = require('fs'); \
+    return { pid: process.pid, self: Number(fs.readlinkSync('/proc/self')), \
+             cwd: process.cwd(), uid: process.getuid(), \
+             random: [Math.random(), Math.random(), Math.random()], \
+             home: process.env.HOME, listen: process.env.BRISK_LISTEN_FD }; }";
+
+#[tokio::test]
+async fn node_containers_are_forks_of_one_zygote() {
+    let f = zygote_fixture("forks");
+    let mut cs = Vec::new();
+    for i in 0..3 {
+        cs.push(start(&f, &format!("z{i}"), REPORT).await);
+    }
+    let zygote = zygote_of(&cs[0]);
+    assert!(zygote > 1);
+    let cmdline = std::fs::read_to_string(format!("/proc/{zygote}/cmdline")).unwrap();
+    assert!(cmdline.contains("--single-threaded"), "{cmdline:?}");
+    assert!(cmdline.contains("proxy.js"), "{cmdline:?}");
+    let mut randoms = Vec::new();
+    for c in &cs {
+        assert_eq!(
+            zygote_of(c),
+            zygote,
+            "every container comes from the same zygote"
+        );
+        let r = run(c).await;
+        // The process's own pid (in its namespace), not the zygote's cached one.
+        assert_eq!(r["pid"], r["self"], "{r}");
+        assert_eq!(r["uid"], 65534);
+        let dir = c.dir().to_string_lossy().into_owned();
+        assert_eq!(r["cwd"], dir.as_str());
+        assert_eq!(r["home"], dir.as_str());
+        assert_ne!(r["listen"], "0", "the socket is not stdin");
+        randoms.extend(
+            r["random"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string()),
+        );
+    }
+    let distinct: std::collections::HashSet<_> = randoms.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        randoms.len(),
+        "every fork draws its own Math.random numbers: {randoms:?}"
+    );
+    for c in &cs {
+        c.destroy().await;
+    }
+    f.factory.shutdown().await;
+    assert!(
+        !Path::new(&format!("/proc/{zygote}")).exists()
+            || status_field(zygote, "State").starts_with('Z'),
+        "shutdown stops the zygote"
+    );
+}
+
+#[tokio::test]
+async fn forked_runtimes_are_isolated_and_share_no_open_file() {
+    let f = zygote_fixture("isolated");
+    let a = start(&f, "za", REPORT).await;
+    let b = start(&f, "zb", REPORT).await;
+    let (ra, rb) = (runtime_pid(&a), runtime_pid(&b));
+    let zygote = zygote_of(&a);
+    for pid in [ra, rb] {
+        assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+        assert_eq!(status_field(pid, "CapPrm"), "0000000000000000");
+        assert_eq!(status_field(pid, "CapBnd"), "0000000000000000");
+        assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+        assert_eq!(status_field(pid, "Seccomp"), "2");
+        for kind in ["mnt", "pid", "net", "ipc", "uts"] {
+            assert_ne!(
+                ns(pid, kind),
+                ns(zygote, kind),
+                "{kind} namespace of its own"
+            );
+        }
+    }
+    for kind in ["mnt", "pid", "net", "ipc", "uts"] {
+        assert_ne!(ns(ra, kind), ns(rb, kind), "{kind} namespaces differ");
+    }
+    // No open file of a runtime is one of its sibling's or the zygote's, but /dev/null.
+    for (fa, ta) in fds(ra) {
+        if ta == "/dev/null" {
+            continue;
+        }
+        for (other, fds) in [(rb, fds(rb)), (zygote, fds(zygote))] {
+            for (fo, to) in fds {
+                assert!(
+                    !same_file(ra, fa, other, fo),
+                    "fd {fa} ({ta}) of one runtime is fd {fo} ({to}) of process {other}"
+                );
+            }
+        }
+    }
+    a.destroy().await;
+    b.destroy().await;
+    f.factory.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forked_runtime_reports_its_exit_status() {
+    let f = zygote_fixture("exit");
+    let (c, out) = f
+        .factory
+        .create_sandbox(&node_spec(&f, "zx"))
+        .await
+        .unwrap();
+    drop(read_all(out));
+    ProxyClient::new(c.socket_path(), c.name())
+        .wait_ready(
+            tokio::time::Instant::now() + Duration::from_secs(20),
+            || c.has_exited(),
+        )
+        .await
+        .unwrap();
+    assert!(!c.has_exited());
+    // The action exits the runtime while it loads: the connection ends without an answer.
+    let body =
+        json!({"value": {"name": "x", "main": "main", "code": "process.exit(3)", "binary": false}})
+            .to_string();
+    let mut s = UnixStream::connect(c.socket_path()).await.unwrap();
+    let req = format!(
+        "POST /init HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let code = tokio::time::timeout(Duration::from_secs(10), c.wait())
+        .await
+        .expect("the container ends");
+    assert_eq!(code, Some(3));
+    assert!(c.has_exited());
+    c.destroy().await;
+    f.factory.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_zygote_is_replaced() {
+    let f = zygote_fixture("respawn");
+    let a = start(&f, "zr1", REPORT).await;
+    let first = zygote_of(&a);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Its containers live on: they are sandboxes of their own.
+    assert_eq!(run(&a).await["uid"], 65534);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = start(&f, "zr2", REPORT).await;
+    let second = zygote_of(&b);
+    assert_ne!(second, first, "a new zygote forked the next container");
+    assert_eq!(run(&b).await["uid"], 65534);
+    a.destroy().await;
+    b.destroy().await;
+    f.factory.shutdown().await;
+}
