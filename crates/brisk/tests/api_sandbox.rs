@@ -343,3 +343,39 @@ fn container_wrappers_stay_small() {
         assert!(anon < 320, "process {pid}: {anon} kB of anonymous memory");
     }
 }
+
+/// Node.js actions run in forks of the runtime zygote by default (the zygote's own options, such
+/// as `--single-threaded`, show in `process.execArgv`), each with its own random numbers and pid;
+/// `--zygotes false` starts a fresh interpreter per container.
+#[test]
+fn node_containers_are_zygote_forks_unless_turned_off() {
+    let code = "function main() { return { argv: process.execArgv, pid: process.pid, \
+                self: Number(require('fs').readlinkSync('/proc/self')), r: Math.random() }; }";
+    let Some(b) = sandboxed(&[]) else { return };
+    let mut randoms = Vec::new();
+    for name in ["fork1", "fork2"] {
+        b.action(name, "nodejs:20", code, json!({}));
+        let r = b.invoke_result(name, json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            r.body["argv"].to_string().contains("--single-threaded"),
+            "a fork of the zygote: {}",
+            r.text
+        );
+        assert_eq!(r.body["pid"], r.body["self"], "{}", r.text);
+        randoms.push(r.body["r"].to_string());
+    }
+    assert_ne!(randoms[0], randoms[1], "forks draw different numbers");
+    drop(b);
+    let Some(b) = sandboxed(&["--zygotes", "false"]) else {
+        return;
+    };
+    b.action("fresh", "nodejs:20", code, json!({}));
+    let r = b.invoke_result("fresh", json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.body["argv"].to_string().contains("--single-threaded"),
+        "a fresh interpreter: {}",
+        r.text
+    );
+}

@@ -36,6 +36,8 @@ use crate::spec::LaunchSpec;
 pub const ZYGOTE_ENV: &str = "BRISK_ZYGOTE";
 /// How long a zygote may take to answer one request (a fork and a reply: a few milliseconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long stopping waits for killed zygotes to exit.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Which zygote serves a container: the runtime command.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -183,10 +185,20 @@ impl Zygotes {
         })
     }
 
-    /// Stops every zygote (their forks are containers and stay).
+    /// Stops every zygote (their forks are containers and stay) and waits (briefly) until each
+    /// has exited. Blocking.
     pub(crate) fn stop(&self) {
-        for (_, z) in self.running.lock().drain() {
+        let stopped: Vec<Arc<Zygote>> = self.running.lock().drain().map(|(_, z)| z).collect();
+        for z in &stopped {
             let _ = z.child.lock().start_kill();
+        }
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        for z in &stopped {
+            while !matches!(z.child.lock().try_wait(), Ok(Some(_)) | Err(_))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 }
