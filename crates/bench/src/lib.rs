@@ -127,6 +127,10 @@ pub struct BenchArgs {
     /// pause and resume directly.
     #[arg(skip)]
     pub sandbox_launcher: Option<Vec<OsString>>,
+    /// The sandbox's shared object for runtime zygotes, as `brisk serve` finds it (set by the
+    /// `brisk` binary): the directly timed sandboxes fork from a zygote as serve's do.
+    #[arg(skip)]
+    pub zygote_lib: Option<PathBuf>,
 }
 
 impl Default for BenchArgs {
@@ -146,6 +150,7 @@ impl Default for BenchArgs {
             mixed_actions: 200,
             zipf_s: 1.0,
             sandbox_launcher: None,
+            zygote_lib: None,
         }
     }
 }

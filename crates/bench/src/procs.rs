@@ -221,7 +221,8 @@ pub struct ProcInfo {
     /// Unique set size: pages mapped by this process alone (`Private_Clean` +
     /// `Private_Dirty`), what it costs beyond what it shares with its siblings.
     pub uss_kb: Option<u64>,
-    /// A runtime zygote (its environment names `BRISK_ZYGOTE`): the parent of the forked
+    /// A runtime zygote (its environment names `BRISK_ZYGOTE`, and its parent's does not: a
+    /// fork keeps showing the environment it started with): the parent of the forked
     /// containers of its runtime, shared by all of them.
     pub zygote: bool,
 }
@@ -236,6 +237,13 @@ pub fn descendants(pid: u32) -> Vec<ProcInfo> {
                 out.push(info);
             }
             stack.push(c);
+        }
+    }
+    // A zygote's forks show its initial environment too: the zygote is the topmost one.
+    let flagged: Vec<u32> = out.iter().filter(|p| p.zygote).map(|p| p.pid).collect();
+    for p in &mut out {
+        if flagged.contains(&p.ppid) {
+            p.zygote = false;
         }
     }
     out

@@ -138,6 +138,7 @@ fn main() -> ExitCode {
         Command::Bench(mut args) => {
             // The pool scenario starts sandboxes of its own with the same launcher as serve.
             args.sandbox_launcher = sandbox_launcher().ok();
+            args.zygote_lib = zygote_lib();
             runtime.block_on(brisk_bench::run(*args))
         }
         Command::Client(command) => return cli::main(*command, cli.global, &runtime),

@@ -360,6 +360,9 @@ impl SandboxFactory {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "runtime zygote unavailable; starting the container without it");
+                // Should a fork have started after all (a reply that never came), it must not
+                // share the socket with the launched runtime.
+                cgroup.kill_all();
                 return None;
             }
             Err(e) => {

@@ -32,6 +32,20 @@ fn is_kind(p: &ProcInfo, kind: Kind) -> bool {
     }
 }
 
+/// The PSS of the container whose runtime process is `p`: the runtime and its wrappers
+/// ([`procs::chain_pss_kb`]) plus, for a fork of a zygote, its share of the zygote (the zygote's
+/// PSS divided among the `runtimes` forked from it).
+fn container_pss_kb(p: &ProcInfo, runtimes: &[&ProcInfo], all: &[ProcInfo]) -> Option<u64> {
+    let share = procs::zygote_of(p, all).map_or(0, |z| {
+        let forks = runtimes
+            .iter()
+            .filter(|q| procs::zygote_of(q, all).is_some_and(|y| y.pid == z.pid))
+            .count() as u64;
+        z.pss_kb.unwrap_or(0) / forks.max(1)
+    });
+    Some(procs::chain_pss_kb(p, all)? + share)
+}
+
 fn mean_mb(kb: &[u64]) -> Option<f64> {
     (!kb.is_empty()).then(|| kb.iter().sum::<u64>() as f64 / kb.len() as f64 / 1024.0)
 }
@@ -81,26 +95,16 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let all = procs::descendants(server.pid);
         // Runtime processes: the leaves (a forked container's launcher and init run the
-        // runtime's executable too, and the zygote is its parent).
+        // runtime's executable too, and the zygote is their parent).
         let procs: Vec<&ProcInfo> = all
             .iter()
             .filter(|p| !p.paused && is_kind(p, kind) && !p.zygote)
             .filter(|p| !all.iter().any(|q| q.ppid == p.pid))
             .collect();
         progress(&format!("  {} idle {l} runtime process(es)", procs.len()));
-        // A zygote is shared by the containers forked from it: each carries its share.
-        let zygote_share = |p: &ProcInfo| {
-            procs::zygote_of(p, &all).map_or(0, |z| {
-                let forks = procs
-                    .iter()
-                    .filter(|q| procs::zygote_of(q, &all).is_some_and(|y| y.pid == z.pid))
-                    .count() as u64;
-                z.pss_kb.unwrap_or(0) / forks.max(1)
-            })
-        };
         let pss: Vec<u64> = procs
             .iter()
-            .filter_map(|p| Some(procs::chain_pss_kb(p, &all)? + zygote_share(p)))
+            .filter_map(|p| container_pss_kb(p, &procs, &all))
             .collect();
         let zygotes: Vec<u64> = all
             .iter()
@@ -178,8 +182,11 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
                 match (want_paused, stopped.is_empty()) {
                     (false, true) => running.push(took),
                     (true, false) => {
-                        paused_pss
-                            .extend(stopped.iter().filter_map(|p| procs::chain_pss_kb(p, &all)));
+                        paused_pss.extend(
+                            stopped
+                                .iter()
+                                .filter_map(|p| container_pss_kb(p, &stopped, &all)),
+                        );
                         resumed.push(took);
                     }
                     _ => unexpected += 1,
@@ -253,7 +260,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         "resume overhead = p50 of invokes after {LONG_IDLE_MS} ms idle (container paused) minus invokes after {SHORT_IDLE_MS} ms idle (not yet paused), alternating on one container of a --pause-grace-ms {PAUSE_GRACE_MS} server; the pause state is checked in /proc before each invoke"
     ));
     s.note("idle penalty = invoke after a short idle period minus back-to-back invokes: the cost of waking idle processes and vCPUs, measured for Brisk and for the bare Node server");
-    s.note("memory: mean PSS of each runtime process plus its per-container wrappers (a sandbox's launcher and init) under a --prewarm false server after each action ran; PSS splits shared pages among siblings, so it falls as more containers of a kind run; USS counts only the pages no other process maps (the runtime's heap and stacks), what one more idle container adds");
+    s.note("memory: mean PSS of each runtime process plus its per-container wrappers (a sandbox's launcher and init) under a --prewarm false server after each action ran, plus, for containers forked from a runtime zygote, the zygote's PSS divided among its forks; PSS splits shared pages among siblings, so it falls as more containers of a kind run; USS counts only the pages no other process maps (the runtime's heap and stacks), what one more idle container adds");
     s.note("sandbox create estimate = true cold e2e - initTime - warm e2e (p50s): process start plus runtime boot, as seen from outside");
     Ok(())
 }

@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &Ctx, s: &mut Scenario) {
         }
     }
     s.note(format!(
-        "sandbox (direct): a sandbox factory of the bench's own (launcher as brisk serve, network none) running the Node.js proxy, timed around the ContainerFactory/Container calls: create = create() returning (cgroup, private directory, launcher spawned), proxy ready = from create() until the proxy answers the invoker's readiness probe (its socket listens from create() on), then pause() and resume() alternating on one idle container ({} ms apart), destroy = destroy() of each",
+        "sandbox (direct): a sandbox factory of the bench's own (launcher and runtime zygote as brisk serve, network none) running the Node.js proxy, timed around the ContainerFactory/Container calls: create = create() returning (cgroup, private directory, launcher spawned or forked), proxy ready = from create() until the proxy answers the invoker's readiness probe (its socket listens from create() on), then pause() and resume() alternating on one idle container ({} ms apart), destroy = destroy() of each",
         GAP.as_millis()
     ));
     if let Some(e) = failure
@@ -138,6 +138,7 @@ async fn measure(ctx: &Ctx, launcher: Vec<OsString>, m: &mut Measured) -> anyhow
     config.network = NetworkPolicy::None;
     config.egress_available = false;
     config.netns_pool = 2;
+    config.zygote_lib = ctx.args.zygote_lib.clone();
     let factory = tokio::task::spawn_blocking(move || SandboxFactory::new(config))
         .await
         .context("start the sandbox")?
