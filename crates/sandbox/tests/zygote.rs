@@ -331,3 +331,39 @@ async fn a_dead_zygote_is_replaced() {
     b.destroy().await;
     f.factory.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_uncaught_exception_ends_a_forked_runtime_with_its_report() {
+    let f = zygote_fixture("uncaught");
+    let (c, out) = f
+        .factory
+        .create_sandbox(&node_spec(&f, "zu"))
+        .await
+        .unwrap();
+    let (_stdout, stderr) = read_all(out);
+    ProxyClient::new(c.socket_path(), c.name())
+        .wait_ready(
+            tokio::time::Instant::now() + Duration::from_secs(20),
+            || c.has_exited(),
+        )
+        .await
+        .unwrap();
+    let code = "setTimeout(() => { throw new Error('late boom') }, 10); \
+                function main() { return {} }";
+    let (status, body) = post(
+        c.socket_path(),
+        "/init",
+        &json!({"value": {"name": "u", "main": "main", "code": code, "binary": false}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Node.js's own exit would wait for threads only the zygote has; the fork ends at once.
+    let code = tokio::time::timeout(Duration::from_secs(10), c.wait())
+        .await
+        .expect("the runtime ends");
+    assert_eq!(code, Some(1));
+    c.destroy().await;
+    let stderr = stderr.await.unwrap();
+    assert!(stderr.contains("Error: late boom"), "{stderr}");
+    f.factory.shutdown().await;
+}

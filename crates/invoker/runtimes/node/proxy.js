@@ -773,11 +773,38 @@ if (liveEnv.BRISK_ZYGOTE) {
   becomeContainer(JSON.parse(native.exports.serve(0)), native.exports.exit);
 }
 
+// What Node.js prints for an error that ends the process.
+function fatalReport(err) {
+  let text;
+  try {
+    text = err instanceof Error && typeof err.stack === 'string' ? err.stack : 'Uncaught ' + safeString(err);
+  } catch (_) {
+    text = 'Uncaught exception';
+  }
+  return text + '\n\nNode.js ' + process.version + '\n';
+}
+
 function becomeContainer(forked, exit) {
   // Node.js's own exit joins the platform's threads, which only the zygote has: the fork ends
   // at once instead, once the 'exit' listeners have run (writes to the output pipes are
   // synchronous).
-  if (typeof exit === 'function') process.reallyExit = (code) => exit(code | 0);
+  if (typeof exit === 'function') {
+    process.reallyExit = (code) => exit(code | 0);
+    // An uncaught exception ends Node.js through that same exit, from C++, after the 'exit'
+    // listeners and its report of the error. When nothing handles it, the fork reports the
+    // error itself (synchronously) and ends, from an 'exit' listener added last.
+    process.on('uncaughtExceptionMonitor', (err) => {
+      if (process.listenerCount('uncaughtException') > 0 || process.hasUncaughtExceptionCaptureCallback()) return;
+      process.on('exit', (code) => {
+        try {
+          fs.writeSync(2, fatalReport(err));
+        } catch (_) {
+          // stderr is gone
+        }
+        exit(code | 0);
+      });
+    });
+  }
   // The environment is the container's now (the C environment was replaced).
   shareModules();
   process.env = privateEnv();
