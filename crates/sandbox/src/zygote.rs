@@ -142,42 +142,11 @@ pub unsafe extern "C" fn napi_register_module_v1(env: Env, exports: Value) -> Va
     exports
 }
 
-/// `exit(code)`: ends the process at once. A fork must not run Node.js's own exit, which
-/// joins the platform's threads — threads that exist only in the zygote (it crashes).
-unsafe extern "C" fn js_exit(env: Env, info: CallbackInfo) -> Value {
-    let code = napi()
-        .and_then(|n| {
-            let mut argc = 1usize;
-            let mut argv: [Value; 1] = [std::ptr::null_mut()];
-            let mut code = 0i32;
-            // SAFETY: argv has room for argc values; the host fills them.
-            let ok = unsafe {
-                (n.get_cb_info)(
-                    env,
-                    info,
-                    &mut argc,
-                    argv.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                ) == 0
-                    && argc >= 1
-                    && (n.get_value_int32)(env, argv[0], &mut code) == 0
-            };
-            ok.then_some(code)
-        })
-        .unwrap_or(1);
-    quit(code & 0xff)
-}
-
-/// `serve(fd)`: returns only in a forked runtime, with a JSON text `{"pid", "seed"}`; throws
-/// when the zygote cannot serve (bad argument).
-unsafe extern "C" fn js_serve(env: Env, info: CallbackInfo) -> Value {
-    let Some(n) = napi() else {
-        return std::ptr::null_mut();
-    };
+/// The first argument of a call, as an `i32`.
+fn int_arg(n: &Napi, env: Env, info: CallbackInfo) -> Option<i32> {
     let mut argc = 1usize;
     let mut argv: [Value; 1] = [std::ptr::null_mut()];
-    let mut fd = -1i32;
+    let mut value = 0i32;
     // SAFETY: argv has room for argc values; the host fills them.
     let ok = unsafe {
         (n.get_cb_info)(
@@ -188,10 +157,27 @@ unsafe extern "C" fn js_serve(env: Env, info: CallbackInfo) -> Value {
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         ) == 0
-            && argc == 1
-            && (n.get_value_int32)(env, argv[0], &mut fd) == 0
+            && argc >= 1
+            && (n.get_value_int32)(env, argv[0], &mut value) == 0
     };
-    if !ok || fd < 0 {
+    ok.then_some(value)
+}
+
+/// `exit(code)`: ends the process at once. A fork must not run Node.js's own exit, which
+/// joins the platform's threads — threads that exist only in the zygote (it crashes).
+unsafe extern "C" fn js_exit(env: Env, info: CallbackInfo) -> Value {
+    let code = napi().and_then(|n| int_arg(n, env, info)).unwrap_or(1);
+    quit(code & 0xff)
+}
+
+/// `serve(fd)`: returns only in a forked runtime, with a JSON text `{"pid", "seed"}`; throws
+/// when the zygote cannot serve (bad argument).
+unsafe extern "C" fn js_serve(env: Env, info: CallbackInfo) -> Value {
+    let Some(n) = napi() else {
+        return std::ptr::null_mut();
+    };
+    let fd = int_arg(n, env, info).unwrap_or(-1);
+    if fd < 0 {
         // SAFETY: valid C strings.
         unsafe {
             (n.throw_error)(

@@ -54,35 +54,19 @@ fn node_spec(f: &Fixture, name: &str) -> ContainerSpec {
     }
 }
 
-async fn post(socket: &Path, path: &str, body: &Value) -> (u16, Value) {
-    let mut s = UnixStream::connect(socket).await.expect("connect to proxy");
-    let body = body.to_string();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {text}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+/// A Node.js container whose proxy is ready (not initialized yet), and its output.
+async fn ready(
+    f: &Fixture,
+    name: &str,
+) -> (
+    SandboxContainer,
     (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
-    )
-}
-
-/// A ready Node.js container running `code`.
-async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
+        tokio::task::JoinHandle<String>,
+        tokio::task::JoinHandle<String>,
+    ),
+) {
     let (c, out) = f.factory.create_sandbox(&node_spec(f, name)).await.unwrap();
-    // Keep the output pipes drained.
-    drop(read_all(out));
+    let output = read_all(out);
     ProxyClient::new(c.socket_path(), c.name())
         .wait_ready(
             tokio::time::Instant::now() + Duration::from_secs(20),
@@ -90,6 +74,12 @@ async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
         )
         .await
         .expect("forked proxy ready");
+    (c, output)
+}
+
+/// A ready Node.js container running `code`.
+async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
+    let (c, _output) = ready(f, name).await;
     let (status, body) = post(
         c.socket_path(),
         "/init",
@@ -274,19 +264,7 @@ async fn forked_runtimes_are_isolated_and_share_no_open_file() {
 #[tokio::test]
 async fn a_forked_runtime_reports_its_exit_status() {
     let f = zygote_fixture("exit");
-    let (c, out) = f
-        .factory
-        .create_sandbox(&node_spec(&f, "zx"))
-        .await
-        .unwrap();
-    drop(read_all(out));
-    ProxyClient::new(c.socket_path(), c.name())
-        .wait_ready(
-            tokio::time::Instant::now() + Duration::from_secs(20),
-            || c.has_exited(),
-        )
-        .await
-        .unwrap();
+    let (c, _output) = ready(&f, "zx").await;
     assert!(!c.has_exited());
     // The action exits the runtime while it loads: the connection ends without an answer.
     let body =
@@ -335,19 +313,7 @@ async fn a_dead_zygote_is_replaced() {
 #[tokio::test]
 async fn an_uncaught_exception_ends_a_forked_runtime_with_its_report() {
     let f = zygote_fixture("uncaught");
-    let (c, out) = f
-        .factory
-        .create_sandbox(&node_spec(&f, "zu"))
-        .await
-        .unwrap();
-    let (_stdout, stderr) = read_all(out);
-    ProxyClient::new(c.socket_path(), c.name())
-        .wait_ready(
-            tokio::time::Instant::now() + Duration::from_secs(20),
-            || c.has_exited(),
-        )
-        .await
-        .unwrap();
+    let (c, (_stdout, stderr)) = ready(&f, "zu").await;
     let code = "setTimeout(() => { throw new Error('late boom') }, 10); \
                 function main() { return {} }";
     let (status, body) = post(

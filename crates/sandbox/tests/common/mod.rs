@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use brisk_invoker::{Container, ContainerSpec};
 use brisk_sandbox::{NetworkPolicy, SandboxConfig, SandboxContainer, SandboxFactory};
-use tokio::io::AsyncReadExt;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 pub const PYTHON: &str = "/usr/bin/python3";
 
@@ -170,4 +172,50 @@ pub fn host_mounts_under(prefix: &Path) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
         .filter(|m| Path::new(m).starts_with(prefix))
         .collect()
+}
+
+/// One HTTP/1.1 POST with `Connection: close`; returns status and JSON body.
+pub async fn post(socket: &Path, path: &str, body: &Value) -> (u16, Value) {
+    let mut s = UnixStream::connect(socket).await.expect("connect to proxy");
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text}"));
+    let (head, rest) = text.split_once("\r\n\r\n").expect("headers end");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
 }
