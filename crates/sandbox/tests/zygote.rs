@@ -65,7 +65,21 @@ async fn ready(
         tokio::task::JoinHandle<String>,
     ),
 ) {
-    let (c, out) = f.factory.create_sandbox(&node_spec(f, name)).await.unwrap();
+    ready_with(f, &node_spec(f, name)).await
+}
+
+/// [`ready`] for a container of `spec`.
+async fn ready_with(
+    f: &Fixture,
+    spec: &ContainerSpec,
+) -> (
+    SandboxContainer,
+    (
+        tokio::task::JoinHandle<String>,
+        tokio::task::JoinHandle<String>,
+    ),
+) {
+    let (c, out) = f.factory.create_sandbox(spec).await.unwrap();
     let output = read_all(out);
     ProxyClient::new(c.socket_path(), c.name())
         .wait_ready(
@@ -331,5 +345,51 @@ async fn an_uncaught_exception_ends_a_forked_runtime_with_its_report() {
     c.destroy().await;
     let stderr = stderr.await.unwrap();
     assert!(stderr.contains("Error: late boom"), "{stderr}");
+    f.factory.shutdown().await;
+}
+
+/// Modules installed next to the proxy after the zygote started (`brisk serve` installs them in
+/// the background) are found by the containers forked afterwards, as by fresh processes.
+#[tokio::test]
+async fn shared_modules_installed_after_the_zygote_started_are_found() {
+    let f = zygote_fixture("modules");
+    let proxy_dir = f.tmp.path().join("runtimes-late");
+    std::fs::create_dir_all(&proxy_dir).unwrap();
+    let proxy = proxy_dir.join("proxy.js");
+    std::fs::copy(node_spec(&f, "x").proxy, &proxy).unwrap();
+    let start_with = |name: &str| ContainerSpec {
+        proxy: proxy.clone(),
+        ..node_spec(&f, name)
+    };
+    let code = "function main() { return { v: require('late-module').v, \
+                path: process.env.NODE_PATH || '' }; }";
+    let init = json!({"value": {"name": "m", "main": "main", "code": code, "binary": false}});
+    let run_body = json!({"value": {}, "activation_id": "0123456789abcdef0123456789abcdef"});
+    let mut results = Vec::new();
+    for (i, install) in [false, true].into_iter().enumerate() {
+        if install {
+            let module = proxy_dir.join("node_modules/late-module");
+            std::fs::create_dir_all(&module).unwrap();
+            std::fs::write(module.join("index.js"), "exports.v = 42;").unwrap();
+        }
+        // The first container starts the zygote, without the module.
+        let (c, _output) = ready_with(&f, &start_with(&format!("zm{i}"))).await;
+        let (status, body) = post(c.socket_path(), "/init", &init).await;
+        assert_eq!(status, 200, "{body}");
+        results.push(post(c.socket_path(), "/run", &run_body).await);
+        c.destroy().await;
+    }
+    let before = results[0].1.to_string();
+    assert!(
+        before.contains("Cannot find module 'late-module'"),
+        "{before}"
+    );
+    let (status, r) = &results[1];
+    assert_eq!(*status, 200, "{r}");
+    assert_eq!(r["v"], 42, "{r}");
+    assert!(
+        r["path"].as_str().unwrap().contains("node_modules"),
+        "child processes get NODE_PATH too: {r}"
+    );
     f.factory.shutdown().await;
 }

@@ -30,14 +30,15 @@ const zlib = () => zlibModule || (zlibModule = require('zlib'));
 // Modules every action may require without bundling them (as OpenWhisk's Node.js runtime
 // image preinstalls them, e.g. `openwhisk`, which openwhisk-composer's conductors use):
 // `node_modules` next to this file, when the platform has installed it.
-function shareModules() {
+// `env` must be the process's real environment: the module loader reads NODE_PATH from it.
+function shareModules(env) {
   const shared = path.join(__dirname, 'node_modules');
   if (fs.existsSync(shared)) {
-    process.env.NODE_PATH = [shared, process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
+    env.NODE_PATH = [shared, env.NODE_PATH].filter(Boolean).join(path.delimiter);
     Module._initPaths();
   }
 }
-shareModules();
+shareModules(process.env);
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX';
 const NOT_A_DICTIONARY = 'The action did not return a dictionary or array.';
@@ -805,8 +806,9 @@ function becomeContainer(forked, exit) {
       });
     });
   }
-  // The environment is the container's now (the C environment was replaced).
-  shareModules();
+  // The environment is the container's now (the C environment was replaced). The shared
+  // modules may have been installed since the zygote started.
+  shareModules(liveEnv);
   process.env = privateEnv();
   allowConcurrent = process.env.__OW_ALLOW_CONCURRENT === 'true';
   // Node.js caches its pid and working directory.
