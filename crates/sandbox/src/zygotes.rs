@@ -36,6 +36,8 @@ use crate::spec::LaunchSpec;
 pub const ZYGOTE_ENV: &str = "BRISK_ZYGOTE";
 /// How long a zygote may take to answer one request (a fork and a reply: a few milliseconds).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a runtime whose zygote failed twice in a row starts containers without one.
+const BROKEN_FOR: Duration = Duration::from_secs(60);
 /// How long stopping waits for killed zygotes to exit.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -65,6 +67,9 @@ pub(crate) struct Zygotes {
     /// This crate's shared object, loaded by the zygotes.
     lib: PathBuf,
     running: Mutex<HashMap<Key, Arc<Zygote>>>,
+    /// Runtimes whose freshly started zygote failed too, and since when: their containers start
+    /// with the launcher for [`BROKEN_FOR`] rather than each paying for a zygote that fails.
+    broken: Mutex<HashMap<Key, std::time::Instant>>,
 }
 
 /// Whether a runtime is served by a zygote: the Node.js proxy speaks the zygote protocol.
@@ -80,6 +85,7 @@ impl Zygotes {
         Self {
             lib,
             running: Mutex::new(HashMap::new()),
+            broken: Mutex::new(HashMap::new()),
         }
     }
 
@@ -106,15 +112,29 @@ impl Zygotes {
             ));
         }
         // A zygote that died since its last fork is replaced once.
+        if let Some(since) = self.broken.lock().get(&key)
+            && since.elapsed() < BROKEN_FOR
+        {
+            return Err(std::io::Error::other(
+                "the runtime's zygote failed recently; not trying again yet",
+            ));
+        }
         for attempt in 0..2 {
             let z = self.get(&key, attempt > 0)?;
             match request(&z, &json, fds) {
-                Ok(pid) => return Ok(pid),
+                Ok(pid) => {
+                    self.broken.lock().remove(&key);
+                    return Ok(pid);
+                }
                 Err(e) if attempt == 0 => {
                     tracing::warn!(error = %e, "runtime zygote failed; starting a new one");
                     self.running.lock().remove(&key);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.running.lock().remove(&key);
+                    self.broken.lock().insert(key, std::time::Instant::now());
+                    return Err(e);
+                }
             }
         }
         unreachable!("the loop returns")

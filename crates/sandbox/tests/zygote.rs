@@ -393,3 +393,34 @@ async fn shared_modules_installed_after_the_zygote_started_are_found() {
     );
     f.factory.shutdown().await;
 }
+
+/// A zygote that cannot serve (here: its native module is not a module) costs the containers of
+/// its runtime nothing but a fallback: they start with the launcher, isolated as ever.
+#[tokio::test]
+async fn containers_start_without_a_zygote_that_cannot_serve() {
+    let instance = format!("t{}-broken", std::process::id());
+    let mut config = config(&instance);
+    config.zygote_lib = Some(PathBuf::from("/dev/null"));
+    let f = Fixture {
+        factory: SandboxFactory::new(config).expect("create sandbox factory"),
+        tmp: tempfile::tempdir().expect("tempdir"),
+        instance,
+    };
+    for name in ["zb1", "zb2"] {
+        let c = start(&f, name, REPORT).await;
+        assert_eq!(run(&c).await["uid"], 65534);
+        let launcher = c
+            .pids()
+            .into_iter()
+            .find(|&p| !c.pids().contains(&ppid(p)))
+            .unwrap();
+        let exe = std::fs::read_link(format!("/proc/{launcher}/exe")).unwrap();
+        assert!(
+            exe.to_string_lossy().contains("brisk-sandbox-exec"),
+            "launched, not forked: {}",
+            exe.display()
+        );
+        c.destroy().await;
+    }
+    f.factory.shutdown().await;
+}
