@@ -281,17 +281,7 @@ async fn a_forked_runtime_reports_its_exit_status() {
     let (c, _output) = ready(&f, "zx").await;
     assert!(!c.has_exited());
     // The action exits the runtime while it loads: the connection ends without an answer.
-    let body =
-        json!({"value": {"name": "x", "main": "main", "code": "process.exit(3)", "binary": false}})
-            .to_string();
-    let mut s = UnixStream::connect(c.socket_path()).await.unwrap();
-    let req = format!(
-        "POST /init HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer).await;
+    let answer = init_unanswered(&c, "process.exit(3)").await;
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     let code = tokio::time::timeout(Duration::from_secs(10), c.wait())
         .await
@@ -423,4 +413,44 @@ async fn containers_start_without_a_zygote_that_cannot_serve() {
         c.destroy().await;
     }
     f.factory.shutdown().await;
+}
+
+/// The memory limit binds a fork as it binds a launched runtime: what it writes is charged to
+/// its own cgroup, and the kernel kills it there.
+#[tokio::test]
+async fn a_forked_runtime_is_held_to_its_memory_limit() {
+    let f = zygote_fixture("oom");
+    let spec = ContainerSpec {
+        memory_mb: 128,
+        ..node_spec(&f, "zo")
+    };
+    let (c, _output) = ready_with(&f, &spec).await;
+    // 320 MB of written buffers, outside V8's heap limit's reach.
+    let code = "const keep = []; for (let i = 0; i < 20; i++) keep.push(Buffer.alloc(16 << 20, 1)); \
+                function main() { return { n: keep.length } }";
+    let answer = init_unanswered(&c, code).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let status = tokio::time::timeout(Duration::from_secs(20), c.wait())
+        .await
+        .expect("the runtime ends");
+    assert_eq!(status, Some(128 + 9), "killed");
+    assert!(c.oom_killed(), "by the OOM killer of its own cgroup");
+    c.destroy().await;
+    f.factory.shutdown().await;
+}
+
+/// Sends `/init` of `code` and reads until the connection ends: the bytes of whatever answer
+/// came (none when the runtime died while loading the code).
+async fn init_unanswered(c: &SandboxContainer, code: &str) -> Vec<u8> {
+    let body =
+        json!({"value": {"name": "x", "main": "main", "code": code, "binary": false}}).to_string();
+    let mut s = UnixStream::connect(c.socket_path()).await.unwrap();
+    let req = format!(
+        "POST /init HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    answer
 }
