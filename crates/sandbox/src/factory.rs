@@ -232,26 +232,23 @@ impl SandboxFactory {
             netns: netns.as_ref().map(Netns::proc_path),
             ..launch
         };
-        if let Some(forked) = self.fork_sandbox(spec, &launch, &listener, &cgroup).await {
-            let (launcher, output) = forked;
-            let container = SandboxContainer {
-                name: spec.name.clone(),
-                dir: spec.dir.clone(),
-                socket,
-                cgroup,
-                launcher: Some(launcher),
-                netns: Mutex::new(netns),
-                pool,
-                factory: self.inner.clone(),
-                destroyed: AtomicBool::new(false),
-                oom_kills: AtomicU64::new(0),
-            };
-            let pid = container.launcher.as_ref().and_then(|l| l.pid);
-            self.inner
-                .live
-                .lock()
-                .insert(spec.name.clone(), (container.cgroup.clone(), pid));
-            return Ok((container, output));
+        let container = SandboxContainer {
+            name: spec.name.clone(),
+            dir: spec.dir.clone(),
+            socket,
+            cgroup,
+            launcher: None,
+            netns: Mutex::new(netns),
+            pool,
+            factory: self.inner.clone(),
+            destroyed: AtomicBool::new(false),
+            oom_kills: AtomicU64::new(0),
+        };
+        if let Some((launcher, output)) = self
+            .fork_sandbox(spec, &launch, &listener, &container.cgroup)
+            .await
+        {
+            return Ok((self.started(container, launcher), output));
         }
         let json = serde_json::to_string(&launch)
             .map_err(|e| brisk_invoker::Error::Task(format!("encode launch spec: {e}")))?;
@@ -270,18 +267,6 @@ impl SandboxFactory {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let container = SandboxContainer {
-            name: spec.name.clone(),
-            dir: spec.dir.clone(),
-            socket,
-            cgroup,
-            launcher: None,
-            netns: Mutex::new(netns),
-            pool,
-            factory: self.inner.clone(),
-            destroyed: AtomicBool::new(false),
-            oom_kills: AtomicU64::new(0),
-        };
         let spawned = cmd.spawn();
         // The command holds the server's copy of the listening socket: the runtime must be its
         // only holder, so that the socket closes when the runtime exits.
@@ -301,17 +286,25 @@ impl SandboxFactory {
             return Err(brisk_invoker::Error::ExitedBeforeReady(spec.name.clone()));
         };
         let launcher_pid = child.id().map(|p| p as i32);
-        let mut container = container;
-        container.launcher = Some(Launcher::watch(child, launcher_pid));
-        self.inner
-            .live
-            .lock()
-            .insert(spec.name.clone(), (container.cgroup.clone(), launcher_pid));
         let output = ContainerOutput {
             stdout: Box::new(stdout),
             stderr: Box::new(stderr),
         };
-        Ok((container, output))
+        Ok((
+            self.started(container, Launcher::watch(child, launcher_pid)),
+            output,
+        ))
+    }
+
+    /// A container whose launcher (spawned or forked) runs: watched by it, and known to
+    /// shutdown.
+    fn started(&self, mut container: SandboxContainer, launcher: Launcher) -> SandboxContainer {
+        self.inner.live.lock().insert(
+            container.name.clone(),
+            (container.cgroup.clone(), launcher.pid),
+        );
+        container.launcher = Some(launcher);
+        container
     }
 
     /// Starts the container as a fork of its runtime's zygote, when the runtime has one. `None`

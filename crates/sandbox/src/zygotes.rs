@@ -111,7 +111,6 @@ impl Zygotes {
                 "launch spec too large for the zygote",
             ));
         }
-        // A zygote that died since its last fork is replaced once.
         if let Some(since) = self.broken.lock().get(&key)
             && since.elapsed() < BROKEN_FOR
         {
@@ -119,6 +118,7 @@ impl Zygotes {
                 "the runtime's zygote failed recently; not trying again yet",
             ));
         }
+        // A zygote that died since its last fork is replaced once.
         for attempt in 0..2 {
             let z = self.get(&key, attempt > 0)?;
             match request(&z, &json, fds) {
@@ -162,6 +162,8 @@ impl Zygotes {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
+        let timeout = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
+        nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
         let mut cmd = Command::new(&key.interpreter);
         cmd.arg("--single-threaded")
             .args(&key.args)
@@ -235,8 +237,6 @@ fn request(z: &Zygote, json: &[u8], fds: [&OwnedFd; 3]) -> std::io::Result<i32> 
         MsgFlags::MSG_NOSIGNAL,
         None,
     )?;
-    let timeout = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
-    nix::sys::socket::setsockopt(&*ctl, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     let mut buf = [0u8; 4];
     let n = loop {
         match recv(ctl.as_raw_fd(), &mut buf, MsgFlags::empty()) {
