@@ -1,7 +1,8 @@
 //! Activation records leave the hot path here: finished records go into a bounded channel and a
 //! single task writes them to the store in batches (one transaction per batch, no per-record
 //! fsync). Until a record is written, it is served from memory, so a client that fetches an
-//! activation right after a blocking invoke always finds it.
+//! activation right after a blocking invoke always finds it; a listing waits for the namespace's
+//! queued records to be written ([`Recorder::settled`]), so it finds it too.
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -10,17 +11,21 @@ use std::time::Duration;
 use brisk_model::{Activation, ActivationId};
 use brisk_store::Store;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 const BATCH: usize = 1024;
 const CHANNEL: usize = 16_384;
 /// How long the writer lingers for more records before writing a partial batch.
 const LINGER: Duration = Duration::from_millis(10);
+/// Longest a listing waits for queued records (should the store be failing).
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Recorder {
     tx: Mutex<Option<mpsc::Sender<Arc<Activation>>>>,
     pending: Pending,
+    /// Signalled after every written batch.
+    written: Arc<Notify>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -28,10 +33,12 @@ impl Recorder {
     pub fn start(store: Arc<dyn Store>) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let pending = Arc::new(Mutex::new(HashMap::default()));
-        let task = tokio::spawn(write_loop(store, rx, pending.clone()));
+        let written = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(store, rx, pending.clone(), written.clone()));
         Arc::new(Self {
             tx: Mutex::new(Some(tx)),
             pending,
+            written,
             task: Mutex::new(Some(task)),
         })
     }
@@ -62,6 +69,30 @@ impl Recorder {
             .cloned()
     }
 
+    /// Waits (at most [`SETTLE_WAIT`]) until no record of `namespace` is queued any more: what
+    /// the store lists from then on includes every activation of the namespace that finished
+    /// before the call. Returns at once when none is queued.
+    pub async fn settled(&self, namespace: &str) {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            // Registered before the check, so a batch written in between still wakes us.
+            written.as_mut().enable();
+            if !self
+                .pending
+                .lock()
+                .values()
+                .any(|a| a.namespace == namespace)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, written).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Writes everything queued and stops the writer.
     pub async fn shutdown(&self) {
         self.tx.lock().take();
@@ -79,6 +110,7 @@ async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Arc<Activation>>,
     pending: Pending,
+    written: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     // Wait for a first record, linger for more, then take everything queued at once: one
@@ -92,10 +124,13 @@ async fn write_loop(
             }
         }
         write(&store, &batch).await;
-        let mut p = pending.lock();
-        for a in batch.drain(..) {
-            p.remove(&a.activation_id);
+        {
+            let mut p = pending.lock();
+            for a in batch.drain(..) {
+                p.remove(&a.activation_id);
+            }
         }
+        written.notify_waiters();
     }
 }
 
@@ -116,4 +151,55 @@ async fn write(store: &Arc<dyn Store>, batch: &[Arc<Activation>]) {
         records = batch.len(),
         "activations could not be written; giving up"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brisk_model::{ActivationResponse, Parameters, SemVer};
+    use brisk_store::{ActivationQuery, SqliteStore};
+
+    fn record(namespace: &str, start: u64) -> Arc<Activation> {
+        Arc::new(Activation {
+            namespace: namespace.into(),
+            name: "a".into(),
+            subject: namespace.into(),
+            activation_id: ActivationId::generate(),
+            start,
+            end: start,
+            duration: Some(0),
+            cause: None,
+            response: ActivationResponse::success(serde_json::json!({})),
+            logs: Vec::new(),
+            version: SemVer::default(),
+            publish: false,
+            annotations: Parameters::new(),
+        })
+    }
+
+    fn query(namespace: &str) -> ActivationQuery {
+        ActivationQuery {
+            namespace: namespace.into(),
+            name: None,
+            since: None,
+            upto: None,
+            skip: 0,
+            limit: 100,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_after_settling_sees_every_queued_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let recorder = Recorder::start(store.clone());
+        for start in 1..=3 {
+            recorder.record(record("ns", start)).await;
+        }
+        // Nothing of another namespace is queued: no wait.
+        recorder.settled("other").await;
+        recorder.settled("ns").await;
+        assert_eq!(store.list_activations(&query("ns")).await.unwrap().len(), 3);
+        recorder.shutdown().await;
+    }
 }

@@ -57,6 +57,8 @@ pub async fn list(state: &Controller, req: &Req) -> ApiResult<Response> {
         skip: opts.skip,
         limit: opts.limit,
     };
+    // Records of activations that just finished may still be queued for writing.
+    state.recorder.settled(req.namespace.as_str()).await;
     if opts.count {
         let n = state.store.count_activations(&query).await?;
         return Ok(Json(json!({"activations": n})).into_response());
