@@ -315,14 +315,14 @@ fn rollup_kb(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn container_wrappers_stay_small() {
-    let Some(b) = sandboxed(&["--prewarm", "false"]) else {
+    let Some(b) = sandboxed(&["--prewarm", "false", "--zygotes", "false"]) else {
         return;
     };
     py(&b, "small", "    return {}\n");
     assert_eq!(b.invoke_result("small", json!({})).status, 200);
-    // Each container's launcher (a child of the server) and the sandbox's init under it wait
-    // for the container's whole life: they are the small launcher-only binary built beside
-    // `brisk`, not `brisk` itself.
+    // Each launched container's launcher (a child of the server) and the sandbox's init under
+    // it wait for the container's whole life: they are the small launcher-only binary built
+    // beside `brisk`, not `brisk` itself. (A zygote's forks share the zygote's pages instead.)
     let all = processes();
     let children = |of: u32| all.iter().filter(move |(_, pp)| *pp == of).map(|(p, _)| *p);
     let launchers: Vec<u32> = children(b.pid())
@@ -344,7 +344,7 @@ fn container_wrappers_stay_small() {
     }
 }
 
-/// Node.js actions run in forks of the runtime zygote by default (the zygote's own options, such
+/// Node.js and Python actions run in forks of the runtime zygotes by default (the zygote's own options, such
 /// as `--single-threaded`, show in `process.execArgv`), each with its own random numbers and pid;
 /// `--zygotes false` starts a fresh interpreter per container.
 #[test]
@@ -366,6 +366,13 @@ fn node_containers_are_zygote_forks_unless_turned_off() {
         randoms.push(r.body["r"].to_string());
     }
     assert_ne!(randoms[0], randoms[1], "forks draw different numbers");
+    // Python actions too: a fork has the zygote's `ctypes` loaded (the zygote calls the fork
+    // server through it); a fresh interpreter has not.
+    b.action("pyfork", "python:3.11", PY_FORKED, json!({}));
+    let r = b.invoke_result("pyfork", json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["forked"], true, "a fork of the zygote: {}", r.text);
+    assert_eq!(r.body["home"], r.body["cwd"], "{}", r.text);
     drop(b);
     let Some(b) = sandboxed(&["--zygotes", "false"]) else {
         return;
@@ -378,4 +385,11 @@ fn node_containers_are_zygote_forks_unless_turned_off() {
         "a fresh interpreter: {}",
         r.text
     );
+    b.action("pyfresh", "python:3.11", PY_FORKED, json!({}));
+    let r = b.invoke_result("pyfresh", json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["forked"], false, "a fresh interpreter: {}", r.text);
 }
+
+const PY_FORKED: &str = "import os, sys\ndef main(a):\n    return {'forked': 'ctypes' in sys.modules, \
+                         'home': os.environ.get('HOME'), 'cwd': os.getcwd()}\n";

@@ -1,9 +1,10 @@
 //! The runtime zygote's native module: Node.js loads this crate's shared object
-//! (`libbrisk_sandbox.so`) as an N-API module, and the zygote's call of its `serve` function
-//! turns the zygote into a fork server for sandboxes.
+//! (`libbrisk_sandbox.so`) as an N-API module and calls its `serve` function; the Python proxies
+//! load it with `ctypes` and call `brisk_zygote_serve`. Either call turns the zygote into a fork
+//! server for sandboxes.
 //!
 //! ```text
-//! zygote (node, root, host namespaces; has loaded the proxy, never user code)
+//! zygote (node or python, root, host namespaces; has loaded the proxy, never user code)
 //!  └─ launcher role (a fork)         joins cgroup and netns, unshares   ┐ launcher.rs `enter`,
 //!      └─ init (pid 1 in the sandbox) builds the root, reaps            │ the code the launcher
 //!          └─ runtime                 drops privileges, seccomp,        │ process runs too
@@ -18,7 +19,7 @@
 //! are reaped by the kernel (the zygote ignores `SIGCHLD`); each writes the sandbox's exit
 //! status to the spec's `exit_file` first.
 //!
-//! The N-API and libuv functions are looked up when the module loads (`dlsym` in the process
+//! The N-API and libuv functions are looked up when Node.js loads the module (`dlsym` in the process
 //! that loads it), so this crate links against neither.
 #![allow(
     unsafe_code,
@@ -188,15 +189,48 @@ unsafe extern "C" fn js_serve(env: Env, info: CallbackInfo) -> Value {
         };
         return std::ptr::null_mut();
     }
-    let text = serve(fd, n);
+    // The runtime: the event loop's descriptors are the zygote's; make its own.
+    // SAFETY: the default loop exists (the interpreter runs on it).
+    serve(fd, || unsafe {
+        (n.uv_loop_fork)((n.uv_default_loop)());
+    });
+    let mut seed = [0u8; 16];
+    // SAFETY: the buffer is valid for its length.
+    let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if got != seed.len() as isize {
+        quit(crate::SETUP_FAILED);
+    }
+    let words: Vec<u32> = seed
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let text = serde_json::json!({ "pid": std::process::id(), "seed": words }).to_string();
     let mut v: Value = std::ptr::null_mut();
     // SAFETY: the pointer and length describe `text`.
     unsafe { (n.create_string_utf8)(env, text.as_ptr().cast(), text.len(), &mut v) };
     v
 }
 
-/// The fork server's loop. Returns only in a forked runtime process.
-fn serve(ctl: RawFd, n: &Napi) -> String {
+/// `brisk_zygote_serve(fd)`, the fork server for hosts that call C directly (the Python
+/// proxies, through `ctypes.PyDLL`, which keeps the interpreter's lock held during the call):
+/// returns 0 only in a forked runtime, -1 at once for a bad descriptor. The host then does its
+/// own after-fork work (Python: `PyOS_AfterFork_Child`, and reading the new environment).
+///
+/// # Safety
+/// The calling process must be single-threaded but for threads that hold no lock the runtime
+/// needs after the fork, and `ctl` its control socket.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn brisk_zygote_serve(ctl: c_int) -> c_int {
+    if ctl < 0 {
+        return -1;
+    }
+    serve(ctl, || {});
+    0
+}
+
+/// The fork server's loop. Returns only in a forked runtime process, after `after_fork` (the
+/// host's own re-initialization) and [`privatize`].
+fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
     // Launchers are reaped by the kernel; they report through their exit files.
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
@@ -241,21 +275,9 @@ fn serve(ctl: RawFd, n: &Napi) -> String {
                     eprintln!("brisk-sandbox: {e}");
                     quit(crate::SETUP_FAILED);
                 }
-                // The runtime: the event loop's descriptors are the zygote's; make its own.
-                // SAFETY: the default loop exists (the interpreter runs on it).
-                unsafe { (n.uv_loop_fork)((n.uv_default_loop)()) };
+                after_fork();
                 privatize();
-                let mut seed = [0u8; 16];
-                // SAFETY: the buffer is valid for its length.
-                let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-                if got != seed.len() as isize {
-                    quit(crate::SETUP_FAILED);
-                }
-                let words: Vec<u32> = seed
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                return serde_json::json!({ "pid": std::process::id(), "seed": words }).to_string();
+                return;
             }
             Err(_) => {
                 drop(fds);

@@ -1,10 +1,11 @@
 //! The factory's side of the runtime zygotes (`zygote.rs` is the zygote's): one zygote process
-//! per Node.js runtime (interpreter, options, proxy), started on first use, restarted when it
-//! died, stopped with the factory.
+//! per Node.js or Python runtime (interpreter, options, proxy), started on first use, restarted
+//! when it died, stopped with the factory.
 //!
-//! A zygote is `node --single-threaded <options> proxy.js` with `BRISK_ZYGOTE` naming this
-//! crate's shared object: the proxy loads its code and warms up as a stem cell would, then
-//! hands its process to [`crate::zygote`]'s fork server instead of listening. Every container
+//! A zygote is `node --single-threaded <options> proxy.js` (or `python3 <options> proxy.pyc`)
+//! with `BRISK_ZYGOTE` naming this crate's shared object: the proxy loads its code and warms up
+//! as a stem cell would, then hands its process to [`crate::zygote`]'s fork server instead of
+//! listening. Every container
 //! of that runtime is then a fork: no interpreter start-up, and the loaded code and heap are
 //! shared copy-on-write between all of them.
 
@@ -72,12 +73,29 @@ pub(crate) struct Zygotes {
     broken: Mutex<HashMap<Key, std::time::Instant>>,
 }
 
-/// Whether a runtime is served by a zygote: the Node.js proxy speaks the zygote protocol.
+/// The interpreters whose proxies speak the zygote protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    Node,
+    Python,
+}
+
+fn host(interpreter: &Path, proxy: &Path) -> Option<Host> {
+    let name = interpreter.file_name()?.to_string_lossy();
+    let ext = proxy.extension()?;
+    if name.starts_with("node") && ext == "js" {
+        Some(Host::Node)
+    } else if name.starts_with("python") && (ext == "py" || ext == "pyc") {
+        Some(Host::Python)
+    } else {
+        None
+    }
+}
+
+/// Whether a runtime is served by a zygote: the Node.js and Python proxies speak the zygote
+/// protocol.
 pub(crate) fn serves(interpreter: &Path, proxy: &Path) -> bool {
-    proxy.extension().is_some_and(|e| e == "js")
-        && interpreter
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("node"))
+    host(interpreter, proxy).is_some()
 }
 
 impl Zygotes {
@@ -165,8 +183,11 @@ impl Zygotes {
         let timeout = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
         nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
         let mut cmd = Command::new(&key.interpreter);
-        cmd.arg("--single-threaded")
-            .args(&key.args)
+        // Node.js's platform threads would not survive a fork; Python starts none.
+        if host(&key.interpreter, &key.proxy) == Some(Host::Node) {
+            cmd.arg("--single-threaded");
+        }
+        cmd.args(&key.args)
             .arg(&key.proxy)
             .current_dir("/")
             .env_clear()

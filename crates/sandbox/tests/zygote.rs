@@ -1,5 +1,5 @@
-//! Node.js containers forked from a runtime zygote (`zygote.rs`, `zygotes.rs`): each is a
-//! sandbox as isolated as a launched one, with nothing of its own shared with the zygote or its
+//! Node.js and Python containers forked from a runtime zygote (`zygote.rs`, `zygotes.rs`): each
+//! is a sandbox as isolated as a launched one, with nothing of its own shared with the zygote or its
 //! siblings, and the factory watches it like a launched one.
 #![allow(
     unsafe_code,
@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 const NODE: &str = "/usr/bin/node";
+const PYTHON: &str = "/usr/bin/python3";
 
 /// The crate's shared object, built beside this test binary (`target/<profile>/deps`).
 fn zygote_lib() -> PathBuf {
@@ -51,6 +52,16 @@ fn node_spec(f: &Fixture, name: &str) -> ContainerSpec {
         allow_concurrent: false,
         api_host: "http://127.0.0.1:3233".into(),
         network: f.factory.config().network,
+    }
+}
+
+fn python_spec(f: &Fixture, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        kind: "python:3.11".into(),
+        interpreter: PathBuf::from(PYTHON),
+        args: vec!["-I".into(), "-S".into()],
+        proxy: Path::new(env!("CARGO_MANIFEST_DIR")).join("../invoker/runtimes/python/proxy.py"),
+        ..node_spec(f, name)
     }
 }
 
@@ -93,7 +104,13 @@ async fn ready_with(
 
 /// A ready Node.js container running `code`.
 async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
-    let (c, _output) = ready(f, name).await;
+    start_with(f, &node_spec(f, name), code).await
+}
+
+/// A ready container of `spec` running `code`.
+async fn start_with(f: &Fixture, spec: &ContainerSpec, code: &str) -> SandboxContainer {
+    let name = spec.name.as_str();
+    let (c, _output) = ready_with(f, spec).await;
     let (status, body) = post(
         c.socket_path(),
         "/init",
@@ -235,10 +252,26 @@ async fn node_containers_are_forks_of_one_zygote() {
 #[tokio::test]
 async fn forked_runtimes_are_isolated_and_share_no_open_file() {
     let f = zygote_fixture("isolated");
-    let a = start(&f, "za", REPORT).await;
-    let b = start(&f, "zb", REPORT).await;
-    let (ra, rb) = (runtime_pid(&a), runtime_pid(&b));
-    let zygote = zygote_of(&a);
+    for (a, b) in [
+        (start(&f, "za", REPORT).await, start(&f, "zb", REPORT).await),
+        (
+            start_with(&f, &python_spec(&f, "zpa"), PY_REPORT).await,
+            start_with(&f, &python_spec(&f, "zpb"), PY_REPORT).await,
+        ),
+    ] {
+        isolated_from_each_other(&a, &b);
+        a.destroy().await;
+        b.destroy().await;
+    }
+    f.factory.shutdown().await;
+}
+
+/// Two forked runtimes: each has no privileges, seccomp and namespaces of its own, and no open
+/// file of one is its sibling's or the zygote's (but `/dev/null`).
+fn isolated_from_each_other(a: &SandboxContainer, b: &SandboxContainer) {
+    let (ra, rb) = (runtime_pid(a), runtime_pid(b));
+    let zygote = zygote_of(a);
+    assert_eq!(zygote_of(b), zygote);
     for pid in [ra, rb] {
         assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
         assert_eq!(status_field(pid, "CapPrm"), "0000000000000000");
@@ -270,9 +303,6 @@ async fn forked_runtimes_are_isolated_and_share_no_open_file() {
             }
         }
     }
-    a.destroy().await;
-    b.destroy().await;
-    f.factory.shutdown().await;
 }
 
 #[tokio::test]
@@ -453,4 +483,91 @@ async fn init_unanswered(c: &SandboxContainer, code: &str) -> Vec<u8> {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
     answer
+}
+
+const PY_REPORT: &str = r#"import os, posix, random, threading
+def main(args):
+    box = []
+    t = threading.Thread(target=lambda: box.append(threading.get_ident()))
+    t.start()
+    t.join()
+    return {'pid': os.getpid(), 'self': int(os.readlink('/proc/self')), 'cwd': os.getcwd(),
+            'uid': os.getuid(), 'random': [random.random() for _ in range(3)],
+            'home': os.environ.get('HOME'), 'listen': os.environ.get('BRISK_LISTEN_FD'),
+            'zygote': os.environ.get('BRISK_ZYGOTE'),
+            'posix_home': posix.environ.get(b'HOME', b'').decode(),
+            'thread': len(box) == 1 and box[0] != threading.get_ident()}
+"#;
+
+/// Python containers are forks of a Python zygote (`brisk_zygote_serve` through ctypes): each
+/// with its own pid, working directory and environment (the container's, not the zygote's),
+/// random numbers of its own, and threads that work after the fork.
+#[tokio::test]
+async fn python_containers_are_forks_of_one_zygote() {
+    let f = zygote_fixture("python");
+    let mut cs = Vec::new();
+    for i in 0..2 {
+        cs.push(start_with(&f, &python_spec(&f, &format!("zp{i}")), PY_REPORT).await);
+    }
+    let zygote = zygote_of(&cs[0]);
+    let cmdline = std::fs::read_to_string(format!("/proc/{zygote}/cmdline")).unwrap();
+    assert!(cmdline.contains("python"), "{cmdline:?}");
+    assert!(cmdline.contains("proxy.py"), "{cmdline:?}");
+    assert!(!cmdline.contains("--single-threaded"), "{cmdline:?}");
+    let mut randoms = Vec::new();
+    for c in &cs {
+        assert_eq!(
+            zygote_of(c),
+            zygote,
+            "one zygote forks every Python container"
+        );
+        let r = run(c).await;
+        assert_eq!(r["pid"], r["self"], "{r}");
+        assert_eq!(r["uid"], 65534);
+        let dir = c.dir().to_string_lossy().into_owned();
+        assert_eq!(r["cwd"], dir.as_str());
+        assert_eq!(
+            r["home"],
+            dir.as_str(),
+            "os.environ is the container's: {r}"
+        );
+        assert_eq!(
+            r["posix_home"],
+            dir.as_str(),
+            "and so is posix.environ: {r}"
+        );
+        assert_eq!(
+            r["zygote"],
+            Value::Null,
+            "nothing of the zygote's environment: {r}"
+        );
+        assert_ne!(r["listen"], "0", "the socket is not stdin");
+        assert_eq!(r["thread"], true, "threads start and join in a fork: {r}");
+        randoms.extend(
+            r["random"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string()),
+        );
+    }
+    let distinct: std::collections::HashSet<_> = randoms.iter().collect();
+    assert_eq!(distinct.len(), randoms.len(), "{randoms:?}");
+    // A fork's exit status comes through its exit file, as a Node.js fork's does.
+    let (c, _output) = ready_with(&f, &python_spec(&f, "zpx")).await;
+    let answer = init_unanswered(&c, "import sys\nsys.exit(3)").await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let code = tokio::time::timeout(Duration::from_secs(10), c.wait())
+        .await
+        .expect("the container ends");
+    assert_eq!(code, Some(3));
+    c.destroy().await;
+    for c in &cs {
+        c.destroy().await;
+    }
+    f.factory.shutdown().await;
+    assert!(
+        !Path::new(&format!("/proc/{zygote}")).exists(),
+        "shutdown stops (and reaps) the zygote"
+    );
 }

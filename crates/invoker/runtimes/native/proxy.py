@@ -428,7 +428,36 @@ class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     tcp = True
 
 
+def _become_container(native):
+    """Zygote mode (docs/fork-server.md): this process becomes a fork server on its stdin, and
+    the call returns only in a fork that is now a container's runtime: inside its sandbox, with
+    that container's environment, descriptors and privileges. The fork then does what
+    `os.fork()` does in a child, and reads its environment anew (`os.environ` is a copy the
+    interpreter made when it started)."""
+    import ctypes
+
+    # PyDLL: the interpreter's lock stays held during the call, so the fork happens between
+    # two bytecodes of this thread, the only one.
+    lib = ctypes.PyDLL(native)
+    if lib.brisk_zygote_serve(0) != 0:
+        _write_all(2, b"brisk proxy: the zygote cannot serve\n")
+        os._exit(70)
+    ctypes.pythonapi.PyOS_AfterFork_Child()
+    environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.pythonapi, "environ")
+    fresh = {}
+    i = 0
+    while environ[i] is not None:
+        key, _, value = environ[i].partition(b"=")
+        fresh[key] = value
+        i += 1
+    os.environ._data.clear()
+    os.environ._data.update(fresh)
+
+
 def main():
+    native = os.environ.get("BRISK_ZYGOTE")
+    if native:
+        _become_container(native)
     listen_fd = os.environ.get("BRISK_LISTEN_FD")
     sock_path = os.environ.get("BRISK_SOCKET")
     if listen_fd:

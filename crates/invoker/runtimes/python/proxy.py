@@ -681,12 +681,44 @@ def _warm_up():
     compile("", "<warm-up>", "exec")
 
 
+def _become_container(native):
+    """Zygote mode (docs/fork-server.md): loaded and warmed up like a stem cell, this process
+    becomes a fork server on its stdin, and the call returns only in a fork that is now a
+    container's runtime: inside its sandbox, with that container's environment, descriptors and
+    privileges. The fork then does what `os.fork()` does in a child, and reads its environment
+    anew (`os.environ` is a copy the interpreter made when it started)."""
+    import ctypes
+
+    # PyDLL: the interpreter's lock stays held during the call, so the fork happens between
+    # two bytecodes of this thread, the only one.
+    lib = ctypes.PyDLL(os.fsdecode(native))
+    if lib.brisk_zygote_serve(0) != 0:
+        _write_all(2, b"brisk proxy: the zygote cannot serve\n")
+        posix._exit(70)
+    ctypes.pythonapi.PyOS_AfterFork_Child()
+    environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.pythonapi, "environ")
+    fresh = {}
+    i = 0
+    while environ[i] is not None:
+        key, _, value = environ[i].partition(b"=")
+        fresh[key] = value
+        i += 1
+    # `os.environ` keeps its values in this same dict.
+    posix.environ.clear()
+    posix.environ.update(fresh)
+
+
 def main():
     sys.stdout = OUT
     sys.stderr = ERR
+    native = posix.environ.get(b"BRISK_ZYGOTE")
+    if native:
+        _warm_up()
+        _become_container(native)
     server = _listen()
     tcp = server.family == _socket.AF_INET
-    _warm_up()
+    if not native:
+        _warm_up()
     listen_fd = server.fileno()
     conns = {}
     poller = select.poll()
