@@ -66,7 +66,7 @@ pub struct ServeArgs {
     /// override it with `brisk admin limits NS --network ...`.
     #[arg(long, env = "BRISK_NETWORK", default_value = "egress")]
     pub network: brisk_invoker::NetworkPolicy,
-    /// Start Node.js containers as forks of a runtime zygote (the sandbox's fork server: no
+    /// Start Node.js, Python and native containers as forks of a runtime zygote (the sandbox's fork server: no
     /// interpreter start-up per container, loaded code shared between containers). Needs
     /// `libbrisk_sandbox.so` beside the `brisk` binary; without it, or with `false`, every
     /// container starts its own interpreter.
@@ -148,7 +148,7 @@ async fn container_factory(
         config.zygote_lib = crate::zygote_lib();
         if config.zygote_lib.is_none() {
             tracing::warn!(
-                "libbrisk_sandbox.so is not beside the brisk binary: Node.js containers start without a zygote"
+                "libbrisk_sandbox.so is not beside the brisk binary: containers start without a zygote"
             );
         }
     }

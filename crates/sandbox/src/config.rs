@@ -40,7 +40,7 @@ pub struct SandboxConfig {
     pub egress_deny: Vec<String>,
     /// Network namespaces kept ready per policy.
     pub netns_pool: usize,
-    /// This crate's shared object (`libbrisk_sandbox.so`), to run Node.js containers as forks
+    /// This crate's shared object (`libbrisk_sandbox.so`), to run Node.js, Python and native containers as forks
     /// of a runtime zygote (`zygote.rs`); `None` starts every container with the launcher.
     pub zygote_lib: Option<PathBuf>,
 }

@@ -8,8 +8,9 @@
 //! `brisk-sandbox-exec` binary or a hidden subcommand of `brisk`) that is spawned with
 //! `posix_spawn` and does the namespace, mount and privilege work in its own address space.
 //!
-//! Node.js containers are forks of a runtime zygote instead ([`zygote`], loaded by Node.js from
-//! this crate's shared object), which run the same launcher code in the fork.
+//! Node.js, Python and native containers are forks of a runtime zygote instead ([`zygote`],
+//! loaded by Node.js or Python from this crate's shared object), which run the same launcher
+//! code in the fork.
 //!
 //! **Architecture Invariant:** the server process never calls `fork`, `unshare(CLONE_NEWNS)`
 //! or `mount`; only the launcher (or a zygote's fork running its code) does. The server only

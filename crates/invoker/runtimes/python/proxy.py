@@ -688,7 +688,12 @@ def _become_container(native):
     privileges. The fork then does what `os.fork()` does in a child, and reads its environment
     anew (`os.environ` is a copy the interpreter made when it started)."""
     import ctypes
+    import gc
 
+    # Every object made so far goes to the collector's permanent generation, which collections
+    # never visit: a fork's collections would otherwise write to the header of every object
+    # the zygote made, copying all of their pages.
+    gc.freeze()
     # PyDLL: the interpreter's lock stays held during the call, so the fork happens between
     # two bytecodes of this thread, the only one.
     lib = ctypes.PyDLL(os.fsdecode(native))
