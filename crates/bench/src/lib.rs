@@ -166,6 +166,9 @@ pub(crate) struct Plan {
     /// `measure / tp_rounds`, so a machine that speeds up or slows down during the scenario
     /// moves both sides of the ratio alike.
     pub tp_rounds: u32,
+    /// Rounds of the warm scenario: Brisk and the floor take turns, each round measuring
+    /// `measure / warm_rounds` of each.
+    pub warm_rounds: u32,
     pub cold_actions: usize,
     pub seq_first_runs: usize,
     pub trigger_reps: usize,
@@ -192,6 +195,7 @@ impl Plan {
             measure,
             tp_warmup: Duration::from_millis(if q { 700 } else { 3000 }),
             tp_rounds: if q { 1 } else { 3 },
+            warm_rounds: if q { 1 } else { 5 },
             cold_actions: args.cold_actions.unwrap_or(if q { 3 } else { 20 }).max(1),
             seq_first_runs: if q { 1 } else { 5 },
             trigger_reps: if q { 5 } else { 100 },
