@@ -485,7 +485,7 @@ async fn init_unanswered(c: &SandboxContainer, code: &str) -> Vec<u8> {
     answer
 }
 
-const PY_REPORT: &str = r#"import os, posix, random, threading
+const PY_REPORT: &str = r#"import os, posix, random, sys, threading
 def main(args):
     box = []
     t = threading.Thread(target=lambda: box.append(threading.get_ident()))
@@ -496,12 +496,14 @@ def main(args):
             'home': os.environ.get('HOME'), 'listen': os.environ.get('BRISK_LISTEN_FD'),
             'zygote': os.environ.get('BRISK_ZYGOTE'),
             'posix_home': posix.environ.get(b'HOME', b'').decode(),
-            'thread': len(box) == 1 and box[0] != threading.get_ident()}
+            'thread': len(box) == 1 and box[0] != threading.get_ident(),
+            'rehearsed': '__BRISK_REHEARSAL' in os.environ or '__brisk_rehearsal__' in sys.modules}
 "#;
 
 /// Python containers are forks of a Python zygote (`brisk_zygote_serve` through ctypes): each
 /// with its own pid, working directory and environment (the container's, not the zygote's),
-/// random numbers of its own, and threads that work after the fork.
+/// random numbers of its own, threads that work after the fork, and nothing left of the
+/// rehearsal of a first request it runs before it serves.
 #[tokio::test]
 async fn python_containers_are_forks_of_one_zygote() {
     let f = zygote_fixture("python");
@@ -543,6 +545,10 @@ async fn python_containers_are_forks_of_one_zygote() {
         );
         assert_ne!(r["listen"], "0", "the socket is not stdin");
         assert_eq!(r["thread"], true, "threads start and join in a fork: {r}");
+        assert_eq!(
+            r["rehearsed"], false,
+            "the fork's rehearsal of a first request leaves no trace: {r}"
+        );
         randoms.extend(
             r["random"]
                 .as_array()

@@ -772,6 +772,10 @@ if (liveEnv.BRISK_ZYGOTE) {
   const native = { exports: {} };
   process.dlopen(native, liveEnv.BRISK_ZYGOTE);
   becomeContainer(JSON.parse(native.exports.serve(0)), native.exports.exit);
+  // Again, in the fork: the first writes to memory shared with the zygote copy a page each;
+  // rehearsed here, they happen while a stem cell waits in the pool rather than during an
+  // action's first invoke.
+  warmUp();
 }
 
 // What Node.js prints for an error that ends the process.
