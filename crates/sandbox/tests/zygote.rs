@@ -191,6 +191,41 @@ fn same_file(pa: i32, a: i32, pb: i32, b: i32) -> bool {
     unsafe { libc::syscall(libc::SYS_kcmp, pa, pb, KCMP_FILE, a, b) == 0 }
 }
 
+/// Runs each of `cs` (forks of `zygote`, running a report action) and checks what every fork
+/// must have of its own: its pid as the kernel sees it (not the zygote's cached one), the
+/// sandbox's uid, its container's directory as working directory and `HOME` (the container's
+/// environment, not the zygote's), the listening socket off stdin, and random numbers no
+/// sibling draws. Returns the reports.
+async fn forked_reports(cs: &[SandboxContainer], zygote: i32) -> Vec<Value> {
+    let mut reports = Vec::new();
+    let mut randoms = Vec::new();
+    for c in cs {
+        assert_eq!(zygote_of(c), zygote, "one zygote forks every container");
+        let r = run(c).await;
+        assert_eq!(r["pid"], r["self"], "{r}");
+        assert_eq!(r["uid"], 65534, "{r}");
+        let dir = c.dir().to_string_lossy().into_owned();
+        assert_eq!(r["cwd"], dir.as_str(), "{r}");
+        assert_eq!(r["home"], dir.as_str(), "the container's environment: {r}");
+        assert_ne!(r["listen"], "0", "the socket is not stdin: {r}");
+        randoms.extend(
+            r["random"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string()),
+        );
+        reports.push(r);
+    }
+    let distinct: std::collections::HashSet<_> = randoms.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        randoms.len(),
+        "every fork draws its own random numbers: {randoms:?}"
+    );
+    reports
+}
+
 const REPORT: &str = "function main() { \
     const fs = require('fs'); \
     return { pid: process.pid, self: Number(fs.readlinkSync('/proc/self')), \
@@ -210,35 +245,7 @@ async fn node_containers_are_forks_of_one_zygote() {
     let cmdline = std::fs::read_to_string(format!("/proc/{zygote}/cmdline")).unwrap();
     assert!(cmdline.contains("--single-threaded"), "{cmdline:?}");
     assert!(cmdline.contains("proxy.js"), "{cmdline:?}");
-    let mut randoms = Vec::new();
-    for c in &cs {
-        assert_eq!(
-            zygote_of(c),
-            zygote,
-            "every container comes from the same zygote"
-        );
-        let r = run(c).await;
-        // The process's own pid (in its namespace), not the zygote's cached one.
-        assert_eq!(r["pid"], r["self"], "{r}");
-        assert_eq!(r["uid"], 65534);
-        let dir = c.dir().to_string_lossy().into_owned();
-        assert_eq!(r["cwd"], dir.as_str());
-        assert_eq!(r["home"], dir.as_str());
-        assert_ne!(r["listen"], "0", "the socket is not stdin");
-        randoms.extend(
-            r["random"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_string()),
-        );
-    }
-    let distinct: std::collections::HashSet<_> = randoms.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        randoms.len(),
-        "every fork draws its own Math.random numbers: {randoms:?}"
-    );
+    forked_reports(&cs, zygote).await;
     for c in &cs {
         c.destroy().await;
     }
@@ -516,49 +523,22 @@ async fn python_containers_are_forks_of_one_zygote() {
     assert!(cmdline.contains("python"), "{cmdline:?}");
     assert!(cmdline.contains("proxy.py"), "{cmdline:?}");
     assert!(!cmdline.contains("--single-threaded"), "{cmdline:?}");
-    let mut randoms = Vec::new();
-    for c in &cs {
+    for r in forked_reports(&cs, zygote).await {
         assert_eq!(
-            zygote_of(c),
-            zygote,
-            "one zygote forks every Python container"
-        );
-        let r = run(c).await;
-        assert_eq!(r["pid"], r["self"], "{r}");
-        assert_eq!(r["uid"], 65534);
-        let dir = c.dir().to_string_lossy().into_owned();
-        assert_eq!(r["cwd"], dir.as_str());
-        assert_eq!(
-            r["home"],
-            dir.as_str(),
-            "os.environ is the container's: {r}"
-        );
-        assert_eq!(
-            r["posix_home"],
-            dir.as_str(),
-            "and so is posix.environ: {r}"
+            r["home"], r["posix_home"],
+            "posix.environ is os.environ's: {r}"
         );
         assert_eq!(
             r["zygote"],
             Value::Null,
             "nothing of the zygote's environment: {r}"
         );
-        assert_ne!(r["listen"], "0", "the socket is not stdin");
         assert_eq!(r["thread"], true, "threads start and join in a fork: {r}");
         assert_eq!(
             r["rehearsed"], false,
             "the fork's rehearsal of a first request leaves no trace: {r}"
         );
-        randoms.extend(
-            r["random"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_string()),
-        );
     }
-    let distinct: std::collections::HashSet<_> = randoms.iter().collect();
-    assert_eq!(distinct.len(), randoms.len(), "{randoms:?}");
     // A fork's exit status comes through its exit file, as a Node.js fork's does.
     let (c, _output) = ready_with(&f, &python_spec(&f, "zpx")).await;
     let answer = init_unanswered(&c, "import sys\nsys.exit(3)").await;

@@ -37,33 +37,18 @@ pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             (format!("brisk {l}"), &ctx.target, invoke_path(&name, true)),
             (format!("floor {l}"), &ft, "/".to_string()),
         ];
-        let mut results: [LoadResult; 2] = Default::default();
-        let rounds = plan.warm_rounds.max(1);
-        for round in 0..rounds {
-            let warmup = if round == 0 {
-                plan.warmup
-            } else {
-                plan.warmup / 4
-            };
-            for ((what, target, path), total) in sides.iter().zip(&mut results) {
-                let label = if rounds > 1 {
-                    format!("{what}, round {}/{rounds}", round + 1)
-                } else {
-                    what.clone()
-                };
-                let r = phase(
-                    &label,
-                    target,
-                    path.clone(),
-                    1,
-                    warmup,
-                    plan.measure / rounds,
-                )
-                .await;
-                total.absorb(r);
-            }
-        }
-        let [b, f] = results;
+        let [b, f]: [LoadResult; 2] = take_turns(
+            &sides,
+            "",
+            1,
+            plan.warm_rounds,
+            plan.warmup,
+            plan.warmup / 4,
+            plan.measure,
+        )
+        .await
+        .try_into()
+        .expect("one result per side");
         let bp50 = s
             .latency(&format!("brisk {l}"), &b.all, b.errors)
             .p(Pct::P50);
@@ -107,6 +92,43 @@ pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Measures each side (label, target, path) in turn, `rounds` times, each for `measure / rounds`
+/// (after `first_warmup` in the first round, `warmup` in later ones), and pools each side's
+/// results: a slow stretch of the machine lands on every side alike.
+async fn take_turns(
+    sides: &[(String, &Target, String)],
+    suffix: &str,
+    conns: usize,
+    rounds: u32,
+    first_warmup: std::time::Duration,
+    warmup: std::time::Duration,
+    measure: std::time::Duration,
+) -> Vec<LoadResult> {
+    let rounds = rounds.max(1);
+    let mut results: Vec<LoadResult> = sides.iter().map(|_| LoadResult::default()).collect();
+    for round in 0..rounds {
+        let warmup = if round == 0 { first_warmup } else { warmup };
+        for ((what, target, path), total) in sides.iter().zip(&mut results) {
+            let label = if rounds > 1 {
+                format!("{what}{suffix}, round {}/{rounds}", round + 1)
+            } else {
+                format!("{what}{suffix}")
+            };
+            let r = phase(
+                &label,
+                target,
+                path.clone(),
+                conns,
+                warmup,
+                measure / rounds,
+            )
+            .await;
+            total.absorb(r);
+        }
+    }
+    results
+}
+
 /// Bytes of padding in the large action of the warm scenario.
 const LARGE_CODE: usize = 3_000_000;
 
@@ -123,32 +145,24 @@ pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()
     let (_floor, ft) = floor(ctx, Kind::Node).await?;
     // What each round measures, in turn: the bare server, then Brisk at concurrency 1 and 8.
     let sides = [
-        ("floor node", &ft, "/".to_string()),
-        ("brisk c1", &ctx.target, invoke_path(&c1, true)),
-        ("brisk c8", &ctx.target, invoke_path(&c8, true)),
+        ("floor node".to_string(), &ft, "/".to_string()),
+        ("brisk c1".to_string(), &ctx.target, invoke_path(&c1, true)),
+        ("brisk c8".to_string(), &ctx.target, invoke_path(&c8, true)),
     ];
     for conns in [8usize, 64] {
-        let mut results: [LoadResult; 3] = Default::default();
-        let rounds = plan.tp_rounds.max(1);
-        let measure = plan.measure / rounds;
-        for round in 0..rounds {
-            // Later rounds find the containers already there; a shorter warm-up suffices.
-            let warmup = if round == 0 {
-                plan.tp_warmup
-            } else {
-                plan.tp_warmup / 3
-            };
-            for ((what, target, path), total) in sides.iter().zip(&mut results) {
-                let label = if rounds > 1 {
-                    format!("{what} @{conns}, round {}/{rounds}", round + 1)
-                } else {
-                    format!("{what} @{conns}")
-                };
-                let r = phase(&label, target, path.clone(), conns, warmup, measure).await;
-                total.absorb(r);
-            }
-        }
-        let [f, b1, b8] = results;
+        // Later rounds find the containers already there; a shorter warm-up suffices.
+        let [f, b1, b8]: [LoadResult; 3] = take_turns(
+            &sides,
+            &format!(" @{conns}"),
+            conns,
+            plan.tp_rounds,
+            plan.tp_warmup,
+            plan.tp_warmup / 3,
+            plan.measure,
+        )
+        .await
+        .try_into()
+        .expect("one result per side");
         s.latency(&format!("floor node @{conns}"), &f.all, f.errors);
         s.latency(&format!("brisk c1 @{conns}"), &b1.all, b1.errors);
         s.latency(&format!("brisk c8 @{conns}"), &b8.all, b8.errors);
