@@ -191,6 +191,18 @@ fn same_file(pa: i32, a: i32, pb: i32, b: i32) -> bool {
     unsafe { libc::syscall(libc::SYS_kcmp, pa, pb, KCMP_FILE, a, b) == 0 }
 }
 
+/// Destroys `cs` and shuts the factory down, which stops (and reaps) `zygote`.
+async fn destroy_and_shut_down(f: &Fixture, cs: &[SandboxContainer], zygote: i32) {
+    for c in cs {
+        c.destroy().await;
+    }
+    f.factory.shutdown().await;
+    assert!(
+        !Path::new(&format!("/proc/{zygote}")).exists(),
+        "shutdown stops (and reaps) the zygote"
+    );
+}
+
 /// Runs each of `cs` (forks of `zygote`, running a report action) and checks what every fork
 /// must have of its own: its pid as the kernel sees it (not the zygote's cached one), the
 /// sandbox's uid, its container's directory as working directory and `HOME` (the container's
@@ -246,14 +258,7 @@ async fn node_containers_are_forks_of_one_zygote() {
     assert!(cmdline.contains("--single-threaded"), "{cmdline:?}");
     assert!(cmdline.contains("proxy.js"), "{cmdline:?}");
     forked_reports(&cs, zygote).await;
-    for c in &cs {
-        c.destroy().await;
-    }
-    f.factory.shutdown().await;
-    assert!(
-        !Path::new(&format!("/proc/{zygote}")).exists(),
-        "shutdown stops (and reaps) the zygote"
-    );
+    destroy_and_shut_down(&f, &cs, zygote).await;
 }
 
 #[tokio::test]
@@ -548,12 +553,5 @@ async fn python_containers_are_forks_of_one_zygote() {
         .expect("the container ends");
     assert_eq!(code, Some(3));
     c.destroy().await;
-    for c in &cs {
-        c.destroy().await;
-    }
-    f.factory.shutdown().await;
-    assert!(
-        !Path::new(&format!("/proc/{zygote}")).exists(),
-        "shutdown stops (and reaps) the zygote"
-    );
+    destroy_and_shut_down(&f, &cs, zygote).await;
 }
