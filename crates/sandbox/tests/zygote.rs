@@ -426,8 +426,9 @@ async fn shared_modules_installed_after_the_zygote_started_are_found() {
     f.factory.shutdown().await;
 }
 
-/// A zygote that cannot serve (here: its native module is not a module) costs the containers of
-/// its runtime nothing but a fallback: they start with the launcher, isolated as ever.
+/// A zygote that cannot serve (here: its native module is not a module, for `process.dlopen`
+/// and for `ctypes` alike) costs the containers of its runtime nothing but a fallback: they
+/// start with the launcher, isolated as ever.
 #[tokio::test]
 async fn containers_start_without_a_zygote_that_cannot_serve() {
     let instance = format!("t{}-broken", std::process::id());
@@ -438,8 +439,13 @@ async fn containers_start_without_a_zygote_that_cannot_serve() {
         tmp: tempfile::tempdir().expect("tempdir"),
         instance,
     };
-    for name in ["zb1", "zb2"] {
-        let c = start(&f, name, REPORT).await;
+    for (spec, code) in [
+        (node_spec(&f, "zb1"), REPORT),
+        (node_spec(&f, "zb2"), REPORT),
+        (python_spec(&f, "zb3"), PY_REPORT),
+        (python_spec(&f, "zb4"), PY_REPORT),
+    ] {
+        let c = start_with(&f, &spec, code).await;
         assert_eq!(run(&c).await["uid"], 65534);
         let launcher = c
             .pids()
