@@ -46,12 +46,7 @@ async fn init_and_run(f: &Fixture, kind: &str, interpreter: &str, proxy: &str, c
     let (stdout, stderr) = read_all(out);
     wait_ready(&c, Duration::from_secs(20)).await;
     let ready = start.elapsed();
-    let (status, body) = post(
-        c.socket_path(),
-        "/init",
-        &json!({"value": {"name": "hello", "main": "main", "code": code, "binary": false}}),
-    )
-    .await;
+    let (status, body) = init(c.socket_path(), "hello", code).await;
     assert_eq!(status, 200, "init: {body}");
     let run = json!({
         "value": {"name": "sandbox"},

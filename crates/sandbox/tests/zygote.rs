@@ -66,30 +66,12 @@ fn python_spec(f: &Fixture, name: &str) -> ContainerSpec {
 }
 
 /// A Node.js container whose proxy is ready (not initialized yet), and its output.
-async fn ready(
-    f: &Fixture,
-    name: &str,
-) -> (
-    SandboxContainer,
-    (
-        tokio::task::JoinHandle<String>,
-        tokio::task::JoinHandle<String>,
-    ),
-) {
+async fn ready(f: &Fixture, name: &str) -> (SandboxContainer, Output) {
     ready_with(f, &node_spec(f, name)).await
 }
 
 /// [`ready`] for a container of `spec`.
-async fn ready_with(
-    f: &Fixture,
-    spec: &ContainerSpec,
-) -> (
-    SandboxContainer,
-    (
-        tokio::task::JoinHandle<String>,
-        tokio::task::JoinHandle<String>,
-    ),
-) {
+async fn ready_with(f: &Fixture, spec: &ContainerSpec) -> (SandboxContainer, Output) {
     let (c, out) = f.factory.create_sandbox(spec).await.unwrap();
     let output = read_all(out);
     ProxyClient::new(c.socket_path(), c.name())
@@ -111,12 +93,7 @@ async fn start(f: &Fixture, name: &str, code: &str) -> SandboxContainer {
 async fn start_with(f: &Fixture, spec: &ContainerSpec, code: &str) -> SandboxContainer {
     let name = spec.name.as_str();
     let (c, _output) = ready_with(f, spec).await;
-    let (status, body) = post(
-        c.socket_path(),
-        "/init",
-        &json!({"value": {"name": name, "main": "main", "code": code, "binary": false}}),
-    )
-    .await;
+    let (status, body) = init(c.socket_path(), name, code).await;
     assert_eq!(status, 200, "init: {body}");
     c
 }
@@ -362,12 +339,7 @@ async fn an_uncaught_exception_ends_a_forked_runtime_with_its_report() {
     let (c, (_stdout, stderr)) = ready(&f, "zu").await;
     let code = "setTimeout(() => { throw new Error('late boom') }, 10); \
                 function main() { return {} }";
-    let (status, body) = post(
-        c.socket_path(),
-        "/init",
-        &json!({"value": {"name": "u", "main": "main", "code": code, "binary": false}}),
-    )
-    .await;
+    let (status, body) = init(c.socket_path(), "u", code).await;
     assert_eq!(status, 200, "{body}");
     // Node.js's own exit would wait for threads only the zygote has; the fork ends at once.
     let code = tokio::time::timeout(Duration::from_secs(10), c.wait())
@@ -395,7 +367,7 @@ async fn shared_modules_installed_after_the_zygote_started_are_found() {
     };
     let code = "function main() { return { v: require('late-module').v, \
                 path: process.env.NODE_PATH || '' }; }";
-    let init = json!({"value": {"name": "m", "main": "main", "code": code, "binary": false}});
+    let init = init_body("m", code);
     let run_body = json!({"value": {}, "activation_id": "0123456789abcdef0123456789abcdef"});
     let mut results = Vec::new();
     for (i, install) in [false, true].into_iter().enumerate() {
@@ -490,8 +462,7 @@ async fn a_forked_runtime_is_held_to_its_memory_limit() {
 /// Sends `/init` of `code` and reads until the connection ends: the bytes of whatever answer
 /// came (none when the runtime died while loading the code).
 async fn init_unanswered(c: &SandboxContainer, code: &str) -> Vec<u8> {
-    let body =
-        json!({"value": {"name": "x", "main": "main", "code": code, "binary": false}}).to_string();
+    let body = init_body("x", code).to_string();
     let mut s = UnixStream::connect(c.socket_path()).await.unwrap();
     let req = format!(
         "POST /init HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",

@@ -117,12 +117,7 @@ impl Fixture {
     }
 }
 
-pub fn read_all(
-    out: brisk_invoker::ContainerOutput,
-) -> (
-    tokio::task::JoinHandle<String>,
-    tokio::task::JoinHandle<String>,
-) {
+pub fn read_all(out: brisk_invoker::ContainerOutput) -> Output {
     let mut o = out.stdout;
     let mut e = out.stderr;
     (
@@ -172,6 +167,22 @@ pub fn host_mounts_under(prefix: &Path) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
         .filter(|m| Path::new(m).starts_with(prefix))
         .collect()
+}
+
+/// A container's stdout and stderr, read to the end by tasks of their own.
+pub type Output = (
+    tokio::task::JoinHandle<String>,
+    tokio::task::JoinHandle<String>,
+);
+
+/// The `/init` body for plain `code` with entry point `main`.
+pub fn init_body(name: &str, code: &str) -> Value {
+    serde_json::json!({"value": {"name": name, "main": "main", "code": code, "binary": false}})
+}
+
+/// `/init` of plain `code` with entry point `main`; returns status and JSON body.
+pub async fn init(socket: &Path, name: &str, code: &str) -> (u16, Value) {
+    post(socket, "/init", &init_body(name, code)).await
 }
 
 /// One HTTP/1.1 POST with `Connection: close`; returns status and JSON body.
