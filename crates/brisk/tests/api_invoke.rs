@@ -478,6 +478,36 @@ fn blocking_wait_hands_off_with_202_and_records_arrive_later() {
 }
 
 #[test]
+fn a_blocking_invoke_whose_client_goes_away_still_runs_to_its_record() {
+    use base64::Engine;
+    use std::io::Write;
+    let b = Brisk::start(&[]);
+    b.action(
+        "leftalone",
+        "nodejs:20",
+        "function main() { return new Promise(r => setTimeout(() => r({done: true}), 800)) }",
+        json!({}),
+    );
+    // The activation runs on the request's own task until the client goes away.
+    let addr = b.base.trim_start_matches("http://").to_owned();
+    let auth = base64::engine::general_purpose::STANDARD.encode(api::GUEST_KEY);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /api/v1/namespaces/_/actions/leftalone?blocking=true HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(s);
+    let list = b.wait_for("activations?name=leftalone&docs=true", |r| {
+        r.body.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let rec = &list.body[0];
+    assert_eq!(rec["response"]["result"], json!({"done": true}), "{rec}");
+    assert_eq!(rec["response"]["success"], json!(true));
+}
+
+#[test]
 fn activation_list_filters_and_persistence_across_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = Brisk::start_in(dir.path(), &[]);

@@ -94,7 +94,7 @@ async fn start_rule(
     let mut inv = Invocation::prepare(state, identity, resolved, args.clone(), tid)?;
     inv.caused_by = Some((cause, "trigger"));
     let id = inv.activation_id;
-    drop(state.launch(inv));
+    state.launch(inv);
     Ok(id)
 }
 

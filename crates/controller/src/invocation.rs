@@ -1,14 +1,17 @@
 //! From an accepted invoke to a stored record: throttles, argument merging, hand-off to the
 //! invoker (primitives) or the sequence runner, and recording the outcome.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use brisk_invoker::Job;
 use brisk_model::{
     Activation, ActivationId, ActivationResponse, Exec, Identity, StatusCode, now_millis,
 };
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
+use tokio_util::task::task_tracker::TrackedFuture;
 use tracing::Instrument;
 
 use crate::Controller;
@@ -89,10 +92,25 @@ impl Invocation {
 }
 
 impl Controller {
-    /// Runs an invocation in the background; the receiver yields the record once it is final.
-    /// The record is queued for storage before the receiver fires.
-    pub fn launch(self: &Arc<Self>, mut inv: Invocation) -> oneshot::Receiver<Arc<Activation>> {
-        let (tx, rx) = oneshot::channel();
+    /// Runs an invocation in the background (a non-blocking invoke, a trigger's rules).
+    pub fn launch(self: &Arc<Self>, inv: Invocation) {
+        // Tracked already: shutdown waits for it.
+        tokio::spawn(self.activation(inv));
+    }
+
+    /// Runs an invocation on the caller's task, for a caller that waits for the record anyway:
+    /// no task to spawn and no hand-off between tasks on the way back. Should the caller stop
+    /// waiting (its time limit, or the client went away), dropping the [`Running`] moves the
+    /// activation to a task of its own, where it runs to the end and is recorded as always.
+    pub fn start(self: &Arc<Self>, inv: Invocation) -> Running {
+        Running {
+            run: Some(self.activation(inv)),
+        }
+    }
+
+    /// The whole life of an activation, from its run to its queued record. Tracked, so shutdown
+    /// waits for it wherever it is polled.
+    fn activation(self: &Arc<Self>, mut inv: Invocation) -> Activating {
         let state = self.clone();
         // Debug level: formatting span fields costs several microseconds per activation when
         // the span is enabled; at the default level it is skipped.
@@ -100,43 +118,41 @@ impl Controller {
             namespace = %inv.identity.namespace,
             action = %inv.resolved.action.fqn(),
             activation_id = %inv.activation_id);
-        // Boxed: the activation's future is several kilobytes (it holds the invoker's run),
-        // and a task stores its future inline, so spawning it unboxed copied all of it on
-        // every move into and within the task, and again at each stage change.
-        self.tasks.spawn(Box::pin(
-            async move {
-                let permit = inv.permit.take();
-                let composition = matches!(inv.resolved.action.exec, Exec::Sequence { .. })
-                    || inv.resolved.action.is_conductor();
-                let mut activation = if composition {
-                    // Boxed too: compositions are rarer and their future is the largest.
-                    Box::pin(crate::sequence::run_topmost(&state, &inv)).await
-                } else if let Some(feed) = crate::alarms::feed_of(&inv.resolved.action) {
-                    let job = job_of(&inv, None);
-                    let start = now_millis();
-                    let response = state.alarm_feed(feed, &job.args).await;
-                    let mut a = whisk_error_record(&job, "");
-                    a.start = start;
-                    a.duration = Some(a.end.saturating_sub(start));
-                    a.response = response;
-                    a
-                } else {
-                    state.run_primitive(job_of(&inv, None)).await
-                };
-                if let Some((cause, by)) = inv.caused_by {
-                    activation.cause = Some(cause);
-                    activation.annotations.set("causedBy", Value::from(by));
-                }
-                drop(permit);
-                let activation = Arc::new(activation);
-                if inv.identity.limits.store_activations != Some(false) {
-                    state.record(activation.clone()).await;
-                }
-                let _ = tx.send(activation);
+        // Boxed: the activation's future is several kilobytes (it holds the invoker's run), so
+        // moving it unboxed copied all of it on every move into and within a task, and again
+        // at each stage change; boxed, it also moves to a task of its own without moving.
+        let run = async move {
+            let permit = inv.permit.take();
+            let composition = matches!(inv.resolved.action.exec, Exec::Sequence { .. })
+                || inv.resolved.action.is_conductor();
+            let mut activation = if composition {
+                // Boxed too: compositions are rarer and their future is the largest.
+                Box::pin(crate::sequence::run_topmost(&state, &inv)).await
+            } else if let Some(feed) = crate::alarms::feed_of(&inv.resolved.action) {
+                let job = job_of(&inv, None);
+                let start = now_millis();
+                let response = state.alarm_feed(feed, &job.args).await;
+                let mut a = whisk_error_record(&job, "");
+                a.start = start;
+                a.duration = Some(a.end.saturating_sub(start));
+                a.response = response;
+                a
+            } else {
+                state.run_primitive(job_of(&inv, None)).await
+            };
+            if let Some((cause, by)) = inv.caused_by {
+                activation.cause = Some(cause);
+                activation.annotations.set("causedBy", Value::from(by));
             }
-            .instrument(span),
-        ));
-        rx
+            drop(permit);
+            let activation = Arc::new(activation);
+            if inv.identity.limits.store_activations != Some(false) {
+                state.record(activation.clone()).await;
+            }
+            activation
+        }
+        .instrument(span);
+        self.tasks.track_future(Box::pin(run))
     }
 
     /// Runs one primitive activation on the invoker; always yields a record.
@@ -150,6 +166,40 @@ impl Controller {
     /// Stores a record unless the namespace opted out.
     pub async fn record(&self, activation: Arc<Activation>) {
         self.recorder.record(activation).await;
+    }
+}
+
+/// An activation's future, boxed and counted by the controller's task tracker.
+type Activating = TrackedFuture<Pin<Box<dyn Future<Output = Arc<Activation>> + Send>>>;
+
+/// An activation run by the task that waits for it ([`Controller::start`]); yields the record
+/// once it is queued for storage. Dropped before that, it hands the activation to a task of its
+/// own, so an accepted activation still runs to the end and gets its record.
+pub struct Running {
+    run: Option<Activating>,
+}
+
+impl Future for Running {
+    type Output = Arc<Activation>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Arc<Activation>> {
+        let run = self
+            .run
+            .as_mut()
+            .expect("a finished activation is not polled again");
+        let done = ready!(Pin::new(run).poll(cx));
+        self.run = None;
+        Poll::Ready(done)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Still tracked: shutdown waits for it like for any activation task. (Without a
+        // runtime, as when one is torn down, nothing could run it any more.)
+        if let (Some(run), Ok(rt)) = (self.run.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(run);
+        }
     }
 }
 

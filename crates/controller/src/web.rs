@@ -223,9 +223,8 @@ async fn serve(
     }
     let inv = Invocation::prepare(state, &owner, resolved, args, tid)?;
     let id = inv.activation_id;
-    let done = state.launch(inv);
-    let activation = match tokio::time::timeout(WAIT, done).await {
-        Ok(Ok(a)) => a,
+    let activation = match tokio::time::timeout(WAIT, state.start(inv)).await {
+        Ok(a) => a,
         _ => {
             let mut r = error_response(StatusCode::ACCEPTED, "Response not yet ready.".into());
             set_header(&mut r, ACTIVATION_ID, id.as_str());

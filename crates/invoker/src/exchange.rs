@@ -19,10 +19,27 @@ pub(crate) struct Outcome {
     pub retry_elsewhere: bool,
     /// The run wrote no output and the proxy sent no sentinels: nothing to collect.
     pub quiet: bool,
+    /// How long a run queued behind another waited for it to end.
+    pub queued: Duration,
+    /// The proxy answered the run (it goes on to a run queued behind, if any).
+    pub answered: bool,
 }
 
+/// Should the run ahead of a queued one outlast its own time limit by this much (its
+/// activation failed to end it), the queued run's time limit starts counting anyway.
+const TURN_SLACK: Duration = Duration::from_secs(2);
+
 impl Invoker {
-    pub(crate) async fn init_and_run(&self, job: &Job, slot: &Handle, init: bool) -> Outcome {
+    /// `behind`: the run is queued behind another one of the container (`Placement::Behind`);
+    /// its time limit counts from the end of that one, and if that one ends unanswered, this
+    /// one never started and moves on (`retry_elsewhere`).
+    pub(crate) async fn init_and_run(
+        &self,
+        job: &Job,
+        slot: &Handle,
+        init: bool,
+        behind: bool,
+    ) -> Outcome {
         let limits = job.action.limits;
         let timeout = Duration::from_millis(limits.timeout);
         let start_ms = now_millis();
@@ -38,14 +55,63 @@ impl Invoker {
             },
             retry_elsewhere: false,
             quiet: false,
+            queued: Duration::ZERO,
+            answered: false,
         };
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
             return out;
         }
         let deadline = now_millis() + limits.timeout;
         let body = job::run_body(job, deadline);
-        let res = tokio::time::timeout(timeout, slot.client.post("/run", body, MAX_RESULT)).await;
-        match res {
+        let mut turn = slot.turns.begin();
+        let exchange = slot.client.post("/run", body, MAX_RESULT);
+        tokio::pin!(exchange);
+        let mut queued = Duration::ZERO;
+        let mut early = None;
+        if behind {
+            let t0 = std::time::Instant::now();
+            let ahead = tokio::select! {
+                biased;
+                r = &mut exchange => {
+                    // Answered: the run ahead did end. Failed: whether this run ever started
+                    // depends on how the run ahead ended, which its activation learns at once
+                    // (the container is gone).
+                    let ahead = match &r {
+                        Ok(_) => true,
+                        Err(_) => tokio::time::timeout(
+                            TURN_SLACK,
+                            slot.turns.ahead_ended(turn.ticket),
+                        )
+                        .await
+                        .unwrap_or(true),
+                    };
+                    early = Some(r);
+                    ahead
+                }
+                a = slot.turns.ahead_ended(turn.ticket) => a,
+                // The run ahead outlasted its own limit: count this one's from now.
+                () = tokio::time::sleep(timeout + TURN_SLACK) => true,
+            };
+            queued = t0.elapsed();
+            facts.start_ms = now_millis();
+            if !ahead {
+                tracing::debug!("the run ahead ended unanswered; placing the activation again");
+                return Outcome {
+                    response: ActivationResponse::error(
+                        StatusCode::WhiskError,
+                        "The action's container failed before the run began.",
+                    ),
+                    retry_elsewhere: true,
+                    queued,
+                    ..fail(facts, String::new())
+                };
+            }
+        }
+        let res = match early {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout(timeout, exchange).await,
+        };
+        let out = match res {
             Err(_) => {
                 facts.timeout = true;
                 fail(facts, job::timeout_message(limits.timeout, false))
@@ -65,16 +131,22 @@ impl Invoker {
                     ..fail(facts, msg.into())
                 }
             }
-            Ok(Ok(resp)) => Outcome {
-                response: job::classify_run(&resp),
-                facts: RunFacts {
-                    end_ms: now_millis(),
-                    ..facts
-                },
-                retry_elsewhere: resp.status == 503 && !init,
-                quiet: resp.quiet,
-            },
-        }
+            Ok(Ok(resp)) => {
+                turn.answered();
+                Outcome {
+                    response: job::classify_run(&resp),
+                    facts: RunFacts {
+                        end_ms: now_millis(),
+                        ..facts
+                    },
+                    retry_elsewhere: resp.status == 503 && !init,
+                    quiet: resp.quiet,
+                    queued: Duration::ZERO,
+                    answered: true,
+                }
+            }
+        };
+        Outcome { queued, ..out }
     }
 
     /// `/init` of a fresh container under the action's time limit; `Err` is the activation's
@@ -95,6 +167,8 @@ impl Invoker {
             },
             retry_elsewhere: false,
             quiet: false,
+            queued: Duration::ZERO,
+            answered: false,
         };
         let t0 = std::time::Instant::now();
         let body = match self
@@ -128,6 +202,8 @@ impl Invoker {
                 },
                 retry_elsewhere: false,
                 quiet: false,
+                queued: Duration::ZERO,
+                answered: false,
             }),
         }
     }

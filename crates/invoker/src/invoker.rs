@@ -34,6 +34,8 @@ pub(crate) struct Slot {
     pub logs: Arc<LogHub>,
     /// Serializes pause and resume so that a resume never overtakes a pause.
     pub pause_lock: tokio::sync::Mutex<()>,
+    /// The order of the runs sent to the container (for runs queued behind another).
+    pub turns: crate::turns::Turns,
 }
 
 pub(crate) type Handle = Arc<Slot>;
@@ -53,6 +55,8 @@ pub struct PoolStats {
     pub cold_starts: u64,
     pub prewarm_hits: u64,
     pub warm_hits: u64,
+    /// Warm hits sent to a busy container as its next run (short actions under load).
+    pub queued_behind: u64,
     pub evictions: u64,
     pub pauses: u64,
     pub resumes: u64,
@@ -185,6 +189,7 @@ impl Invoker {
             cold_starts: p.counters.cold_starts,
             prewarm_hits: p.counters.prewarm_hits,
             warm_hits: p.counters.warm_hits,
+            queued_behind: p.counters.queued_behind,
             evictions: p.counters.evictions,
             pauses: p.counters.pauses,
             resumes: p.counters.resumes,
@@ -278,6 +283,7 @@ impl Invoker {
             client,
             logs,
             pause_lock: tokio::sync::Mutex::new(()),
+            turns: Default::default(),
         });
         self.live.lock().insert(seq, slot.clone());
         if self.shutting_down.load(Ordering::SeqCst) {

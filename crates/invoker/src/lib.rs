@@ -24,6 +24,7 @@ mod process;
 mod run;
 mod runtime;
 mod stems;
+mod turns;
 mod zip;
 
 pub use client::ProxyClient;

@@ -52,6 +52,9 @@ pub enum State {
         max: u32,
         last_used: Instant,
         paused: bool,
+        /// Leaves the pool once its runs end: its proxy failed a run (a developer error) while
+        /// another was queued behind it, which may have started and must not be killed.
+        retiring: bool,
     },
 }
 
@@ -87,6 +90,15 @@ pub enum Placement<C> {
     /// A container of the same key that allows concurrent runs is starting and has a free
     /// slot: wait for its `/init`, then place again (see [`PoolState::started`]).
     AwaitStart(oneshot::Receiver<()>),
+    /// The action's runs are short (and its concurrency 1) and as many of its containers as
+    /// the host has CPU slots are busy: the activation is the next run of container `id`,
+    /// sent to it now. The proxy starts it when the run in progress ends (runs of a container
+    /// without concurrency are served one after another), so the container goes from one run
+    /// to the next without waiting for the invoker, and sleeps less often.
+    Behind {
+        id: u64,
+        handle: C,
+    },
     /// The action's runs are short and as many of its containers as the host has CPU slots
     /// are busy: wait (at most [`BUSY_WAIT`]) for one of them to finish, then place again.
     AwaitBusy(oneshot::Receiver<()>),
@@ -112,6 +124,9 @@ pub struct Demand<'a> {
     /// The activation was just woken from such a wait: it may take the container that was
     /// given back, ahead of activations that arrived since.
     pub busy_turn: bool,
+    /// Whether the activation may be sent to a busy container of its (short, concurrency 1)
+    /// action as the container's next run ([`Placement::Behind`]).
+    pub queue_behind: bool,
 }
 
 /// Runs shorter than this (a container's recent warm `/run` exchanges, biased towards the
@@ -202,6 +217,8 @@ pub struct Counters {
     pub cold_starts: u64,
     pub prewarm_hits: u64,
     pub warm_hits: u64,
+    /// Warm hits that were queued behind a run in progress ([`Placement::Behind`]).
+    pub queued_behind: u64,
     pub evictions: u64,
     pub pauses: u64,
     pub resumes: u64,
@@ -271,13 +288,30 @@ impl<C: Clone> PoolState<C> {
             w.woken = w.woken.saturating_sub(1);
         }
         if wait_busy && !d.busy_turn && self.saturated_short(d.key) {
-            return self.await_busy(d.key, false);
+            return match self.take_behind(d, now) {
+                Some(p) => p,
+                None => self.await_busy(d.key, false),
+            };
+        }
+        // A woken activation goes behind a busy container rather than to an idle one while
+        // the action's busy containers fill the CPU slots (the container that was given back
+        // may still have a run of its own queued).
+        if wait_busy
+            && d.busy_turn
+            && d.queue_behind
+            && self.busy_containers(d.key) >= self.cpu_slots.max(1)
+            && let Some(p) = self.take_behind(d, now)
+        {
+            return p;
         }
         if let Some(p) = self.take_warm(d, now) {
             return p;
         }
         if wait_busy && d.busy_turn && self.saturated_short(d.key) {
-            return self.await_busy(d.key, true);
+            return match self.take_behind(d, now) {
+                Some(p) => p,
+                None => self.await_busy(d.key, true),
+            };
         }
         if d.await_start {
             // A container prepared ahead takes `concurrency` activations; one started by an
@@ -358,6 +392,48 @@ impl<C: Clone> PoolState<C> {
         (waiting + 1) * u64::from(fastest) / u64::from(busy) < MAX_EXPECTED_WAIT_US
     }
 
+    /// A busy container of `d`'s short action that has one run in progress and none queued
+    /// behind it takes the activation as its next run. Not ahead of activations already waiting
+    /// for a busy container (only a woken one may take it).
+    fn take_behind(&mut self, d: &Demand<'_>, now: Instant) -> Option<Placement<C>> {
+        if !d.queue_behind {
+            return None;
+        }
+        if !d.busy_turn
+            && self
+                .busy_waiters
+                .get(d.key)
+                .is_some_and(|w| !w.queue.is_empty() || w.woken > 0)
+        {
+            return None;
+        }
+        let e = self.entries.iter_mut().find(|e| {
+            matches!(&e.state, State::Active { key, busy: 1, max: 1, paused: false, retiring: false, .. } if key == d.key)
+                && e.run_us > 0
+                && e.run_us < SHORT_RUN_US
+        })?;
+        let State::Active {
+            busy, last_used, ..
+        } = &mut e.state
+        else {
+            return None;
+        };
+        *busy += 1;
+        *last_used = now;
+        self.counters.warm_hits += 1;
+        self.counters.queued_behind += 1;
+        Some(Placement::Behind {
+            id: e.id,
+            handle: e.handle.clone()?,
+        })
+    }
+
+    /// Containers of `key` with a run in progress.
+    fn busy_containers(&self, key: &PoolKey) -> u32 {
+        let busy = |e: &&Entry<C>| matches!(&e.state, State::Active { key: k, busy, .. } if k == key && *busy > 0);
+        self.entries.iter().filter(busy).count() as u32
+    }
+
     /// Wakes one activation waiting for a busy container of `key`.
     fn wake_busy_waiter(&mut self, key: &PoolKey) {
         let Some(waiters) = self.busy_waiters.get_mut(key) else {
@@ -436,7 +512,13 @@ impl<C: Clone> PoolState<C> {
             .entries
             .iter_mut()
             .filter(|e| match &e.state {
-                State::Active { key, busy, max, .. } => key == d.key && busy < max,
+                State::Active {
+                    key,
+                    busy,
+                    max,
+                    retiring,
+                    ..
+                } => key == d.key && busy < max && !retiring,
                 _ => false,
             })
             .max_by_key(|e| match &e.state {
@@ -487,6 +569,7 @@ impl<C: Clone> PoolState<C> {
             max: 1,
             last_used: Instant::now(),
             paused: false,
+            retiring: false,
         };
         self.counters.prewarm_hits += 1;
         Some(Placement::Prewarm { id: e.id, handle })
@@ -583,6 +666,7 @@ impl<C: Clone> PoolState<C> {
                 max: max.max(1),
                 last_used: Instant::now(),
                 paused: false,
+                retiring: false,
             },
             run_us: 0,
         });
@@ -629,15 +713,43 @@ impl<C: Clone> PoolState<C> {
             key,
             busy,
             last_used,
+            retiring,
             ..
         } = &mut e.state
         {
             *busy = busy.saturating_sub(1);
             *last_used = now;
             let key = *key;
+            if *retiring && *busy == 0 {
+                let gone = self.remove(id);
+                self.wake_busy_waiter(&key);
+                return gone;
+            }
             self.wake_busy_waiter(&key);
         }
         None
+    }
+
+    /// Runs of container `id` besides the caller's (queued behind it).
+    pub fn queued_after(&self, id: u64) -> u32 {
+        match self.entries.iter().find(|e| e.id == id).map(|e| &e.state) {
+            Some(State::Active { busy, .. }) => busy.saturating_sub(1),
+            _ => 0,
+        }
+    }
+
+    /// Ends one activation on container `id` whose run failed so that the container must go:
+    /// at once (its handle is returned for destruction), or, while runs queued behind it are
+    /// still in progress, when the last of them ends.
+    pub fn retire(&mut self, id: u64, now: Instant) -> Option<C> {
+        let e = self.entries.iter_mut().find(|e| e.id == id)?;
+        match &mut e.state {
+            State::Active { busy, retiring, .. } if *busy > 1 => {
+                *retiring = true;
+                self.release(id, true, None, now)
+            }
+            _ => self.remove(id),
+        }
     }
 
     /// Removes an entry and frees its memory.
@@ -743,6 +855,7 @@ mod tests {
             await_start: true,
             await_busy: true,
             busy_turn: false,
+            queue_behind: false,
         }
     }
 
@@ -946,6 +1059,72 @@ mod tests {
         assert!(p.remove(id).is_some());
         assert!(later.try_recv().is_ok());
         assert!(last.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_short_action_queues_one_run_behind_each_busy_container_before_waiting() {
+        let a = key("a");
+        let d = Demand {
+            queue_behind: true,
+            ..demand(&a, 256)
+        };
+        let mut p = warm_pool(&a, 3, 300, 2);
+        let first = take(&mut p, &d);
+        let second = take(&mut p, &d);
+        // Both slots busy: the next two go behind the busy containers, one each; the idle
+        // third container stays idle.
+        let mut behind = Vec::new();
+        for _ in 0..2 {
+            match p.place(&d, false, Instant::now()) {
+                Placement::Behind { handle, .. } => behind.push(handle),
+                other => panic!("expected a run queued behind a busy container, got {other:?}"),
+            }
+        }
+        behind.sort();
+        let mut busy = vec![first, second];
+        busy.sort();
+        assert_eq!(behind, busy);
+        // Every busy container has a run queued: the next waits.
+        let Placement::AwaitBusy(mut rx) = p.place(&d, false, Instant::now()) else {
+            panic!("expected a wait for a busy container");
+        };
+        // A run ends (its container still has the queued one): the waiter is woken, and a
+        // newcomer does not overtake it.
+        let id = p
+            .entries
+            .iter()
+            .find(|e| e.handle == Some(first))
+            .unwrap()
+            .id;
+        p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
+        assert!(rx.try_recv().is_ok());
+        assert!(matches!(
+            p.place(&d, false, Instant::now()),
+            Placement::AwaitBusy(_)
+        ));
+        let woken = Demand {
+            busy_turn: true,
+            ..d.clone()
+        };
+        assert!(matches!(
+            p.place(&woken, false, Instant::now()),
+            Placement::Behind { handle, .. } if handle == first
+        ));
+        assert_eq!(p.counters.queued_behind, 3);
+        // Not for actions whose runs are long, nor behind a paused or idle container, nor
+        // when the runtime cannot (queue_behind false).
+        let mut p = warm_pool(&a, 1, 5_000, 1);
+        take(&mut p, &d);
+        assert!(matches!(
+            p.place(&d, false, Instant::now()),
+            Placement::Cold { .. }
+        ));
+        let mut p = warm_pool(&a, 1, 300, 1);
+        take(&mut p, &demand(&a, 256));
+        assert!(matches!(
+            p.place(&demand(&a, 256), false, Instant::now()),
+            Placement::AwaitBusy(_)
+        ));
     }
 
     #[test]

@@ -51,6 +51,32 @@ impl Lease<'_> {
     }
 }
 
+impl Lease<'_> {
+    /// The container must go after this run. Returns true when nothing is queued behind it:
+    /// it has left the pool (under the same lock, so nothing can be queued behind it any more)
+    /// and the caller destroys it now. Otherwise it is retired (it leaves when the queued runs
+    /// end) and the lease is given back.
+    fn retire_now(&mut self) -> bool {
+        let (now, gone) = {
+            let mut p = self.inv.pool.lock();
+            let now = p.queued_after(self.id) == 0;
+            let gone = if now {
+                p.remove(self.id);
+                None
+            } else {
+                p.retire(self.id, std::time::Instant::now())
+            };
+            p.wake_one();
+            (now, gone)
+        };
+        self.armed = false;
+        if let Some(h) = gone {
+            self.inv.destroy_later(vec![h]);
+        }
+        now
+    }
+}
+
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if self.armed {
@@ -110,6 +136,7 @@ impl Invoker {
             await_start: false,
             await_busy: false,
             busy_turn: false,
+            queue_behind: false,
         };
         if self.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -240,6 +267,8 @@ impl Invoker {
             await_start: true,
             await_busy: true,
             busy_turn: false,
+            // Every proxy serves the runs of a container without concurrency in order.
+            queue_behind: true,
         };
         let mut retry = false;
         let mut attempts = 0;
@@ -309,10 +338,25 @@ impl Invoker {
                             continue;
                         }
                     }
-                    match self
-                        .execute(job, &key, lease, false, attempts < MAX_PLACEMENTS)
-                        .await
-                    {
+                    let may_move = attempts < MAX_PLACEMENTS;
+                    match self.execute(job, &key, lease, false, false, may_move).await {
+                        Some(a) => return a,
+                        None => continue,
+                    }
+                }
+                Placement::Behind { id, handle } => {
+                    let lease = Lease {
+                        inv: self,
+                        id,
+                        slot: handle,
+                        armed: true,
+                    };
+                    if lease.slot.container.has_exited() {
+                        lease.give_back(false);
+                        continue;
+                    }
+                    let may_move = attempts < MAX_PLACEMENTS;
+                    match self.execute(job, &key, lease, false, true, may_move).await {
                         Some(a) => return a,
                         None => continue,
                     }
@@ -324,7 +368,7 @@ impl Invoker {
                         slot: handle,
                         armed: true,
                     };
-                    let act = self.execute(job, &key, lease, true, false).await;
+                    let act = self.execute(job, &key, lease, true, false, false).await;
                     // The replacement starts after the hit so that it does not compete with it.
                     self.refill_stems();
                     return act.unwrap_or_else(|| {
@@ -422,19 +466,21 @@ impl Invoker {
             slot,
             armed: true,
         };
-        self.execute(job, &key, lease, true, false)
+        self.execute(job, &key, lease, true, false, false)
             .await
             .unwrap_or_else(|| whisk_error(job, "Failed to provision resources to run the action."))
     }
 
     /// `/init` (when `init`), `/run`, logs, and the container back to the pool or destroyed.
-    /// `None` when the container refused the run (503) and `may_move` allows another try.
+    /// `None` when the container refused the run (503), or failed before a run queued behind
+    /// another began, and `may_move` allows another try.
     async fn execute(
         &self,
         job: &Job,
         key: &PoolKey,
-        lease: Lease<'_>,
+        mut lease: Lease<'_>,
         init: bool,
+        behind: bool,
         may_move: bool,
     ) -> Option<Activation> {
         tracing::Span::current().record("container_id", lease.slot.container.name());
@@ -442,10 +488,11 @@ impl Invoker {
         let log_limit = (limits.logs * MB) as usize;
         let ticket = lease.slot.logs.register(job.activation_id, log_limit);
         let t0 = std::time::Instant::now();
-        let out = self.init_and_run(job, &lease.slot, init).await;
-        let run_time = (!init).then(|| t0.elapsed());
+        let out = self.init_and_run(job, &lease.slot, init, behind).await;
+        // A queued run's own time starts when the run ahead of it ends.
+        let run_time = (!init).then(|| t0.elapsed().saturating_sub(out.queued));
         if out.retry_elsewhere && may_move {
-            tracing::debug!("container is shutting down; placing the activation again");
+            tracing::debug!("container refused the run; placing the activation again");
             ticket.discard();
             let slot = lease.slot.clone();
             lease.give_back(false);
@@ -465,7 +512,10 @@ impl Invoker {
             p.started(key, limits.concurrency);
         }
         let developer_error = out.response.status_code == StatusCode::DeveloperError;
-        let logs = if keep {
+        // A failed run whose proxy answered, with a run queued behind it that has started:
+        // the container is retired (it goes when that run ends), not killed.
+        let logs = if keep || (out.answered && !lease.retire_now()) {
+            // The answer came after the sentinels.
             let wait = Duration::from_secs(limits.logs.max(5) * 2);
             let logs = if log_limit == 0 || out.quiet {
                 ticket.discard();
@@ -476,7 +526,9 @@ impl Invoker {
             } else {
                 ticket.collect(wait).await
             };
-            lease.give_back_after(keep, run_time);
+            if keep {
+                lease.give_back_after(keep, run_time);
+            }
             logs
         } else {
             // Kill first: the output then ends, and the logs are complete up to the kill.

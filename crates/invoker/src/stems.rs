@@ -200,6 +200,7 @@ mod tests {
             await_start: true,
             await_busy: true,
             busy_turn: false,
+            queue_behind: false,
         }
     }
 

@@ -321,6 +321,154 @@ async fn a_short_action_beyond_its_cpu_slots_waits_for_its_busy_containers() {
     f.inv.shutdown().await;
 }
 
+/// Warm runs of `a` until the pool knows it is short.
+async fn measured_short(f: &Fixture, a: &Arc<brisk_model::Action>) {
+    for i in 0..4 {
+        let r = f.inv.run(job(a, json!({"warm": i}))).await;
+        assert_eq!(r.response.status_code, StatusCode::Success, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn runs_queued_behind_a_busy_container_run_one_at_a_time_with_their_own_logs() {
+    let f = with_cpu_slots(1).await;
+    // A run yields to the event loop in the middle, so another one that the proxy started
+    // meanwhile would see it still active.
+    let a = Arc::new(action(
+        "serial",
+        node(
+            "let active = 0;
+             async function main(p) {
+               active++;
+               const overlap = active > 1;
+               console.log('run ' + p.i);
+               await new Promise((r) => setImmediate(r));
+               active--;
+               return { pid: process.pid, overlap };
+             }",
+        ),
+    ));
+    measured_short(&f, &a).await;
+    let burst = (0..16).map(|i| f.inv.run(job(&a, json!({"i": i}))));
+    let records = futures_util::future::join_all(burst).await;
+    let mut pids = std::collections::BTreeSet::new();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.response.status_code, StatusCode::Success, "{r:?}");
+        assert_eq!(
+            result(r)["overlap"],
+            json!(false),
+            "run {i} overlapped another"
+        );
+        pids.insert(result(r)["pid"].as_i64().unwrap());
+        assert_eq!(r.logs.len(), 1, "{:?}", r.logs);
+        assert!(
+            r.logs[0].ends_with(&format!("stdout: run {i}")),
+            "{:?}",
+            r.logs
+        );
+    }
+    assert_eq!(pids.len(), 1, "one CPU slot, one container: {pids:?}");
+    let s = f.inv.stats();
+    assert!(s.queued_behind > 0, "{s:?}");
+    assert_eq!(s.cold_starts, 1);
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_queued_behind_one_that_times_out_runs_in_another_container() {
+    let f = with_cpu_slots(1).await;
+    let mut hang = action(
+        "hang",
+        node(
+            "function main(p) {
+               return p.hang ? new Promise(() => {}) : { pid: process.pid };
+             }",
+        ),
+    );
+    hang.limits.timeout = 700;
+    let a = Arc::new(hang);
+    measured_short(&f, &a).await;
+    let first = f.inv.run(job(&a, json!({}))).await;
+    let pid = result(&first)["pid"].clone();
+    let inv = f.inv.clone();
+    let hung = {
+        let a = a.clone();
+        tokio::spawn(async move { inv.run(job(&a, json!({"hang": true}))).await })
+    };
+    eventually("the hanging run is in progress", || f.inv.stats().busy == 1).await;
+    // Sent behind the hanging run; when that one times out, its container goes, and this
+    // one, which never started, runs in a new container instead of failing.
+    let queued = f.inv.run(job(&a, json!({}))).await;
+    let hung = hung.await.unwrap();
+    assert_eq!(hung.response.status_code, StatusCode::DeveloperError);
+    assert_eq!(
+        hung.annotations.get("timeout"),
+        Some(&json!(true)),
+        "{hung:?}"
+    );
+    assert_eq!(
+        queued.response.status_code,
+        StatusCode::Success,
+        "{queued:?}"
+    );
+    assert_ne!(result(&queued)["pid"], pid, "not the destroyed container");
+    assert!(
+        queued.annotations.get("initTime").is_some(),
+        "a fresh container"
+    );
+    let s = f.inv.stats();
+    assert_eq!((s.queued_behind, s.cold_starts), (1, 2), "{s:?}");
+    f.inv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_queued_behind_a_failing_one_finishes_before_the_container_goes() {
+    let f = with_cpu_slots(1).await;
+    let a = Arc::new(action(
+        "flaky",
+        node(
+            "async function main(p) {
+               if (p.wait) await new Promise((r) => setTimeout(r, p.wait));
+               // Not a dictionary: a developer error, which retires the container.
+               return p.fail ? 42 : { pid: process.pid };
+             }",
+        ),
+    ));
+    measured_short(&f, &a).await;
+    let pid = result(&f.inv.run(job(&a, json!({}))).await)["pid"].clone();
+    let inv = f.inv.clone();
+    let failing = {
+        let a = a.clone();
+        tokio::spawn(async move { inv.run(job(&a, json!({"wait": 100, "fail": true}))).await })
+    };
+    eventually("the failing run is in progress", || f.inv.stats().busy == 1).await;
+    // Queued behind it: started by the proxy as soon as the failing run was answered, so the
+    // container (which a developer error retires) must outlive it.
+    let queued = f.inv.run(job(&a, json!({"wait": 200}))).await;
+    let failed = failing.await.unwrap();
+    assert_eq!(
+        failed.response.status_code,
+        StatusCode::DeveloperError,
+        "{failed:?}"
+    );
+    assert_eq!(
+        queued.response.status_code,
+        StatusCode::Success,
+        "{queued:?}"
+    );
+    assert_eq!(result(&queued)["pid"], pid, "same container");
+    assert_eq!(f.inv.stats().queued_behind, 1);
+    // Then the container goes, and the next run starts a new one.
+    eventually("retired container removed", || {
+        f.inv.stats().live_containers == 0
+    })
+    .await;
+    let next = f.inv.run(job(&a, json!({}))).await;
+    assert_ne!(result(&next)["pid"], pid);
+    assert_eq!(f.inv.stats().cold_starts, 2);
+    f.inv.shutdown().await;
+}
+
 #[tokio::test]
 async fn without_cpu_slots_a_burst_of_a_short_action_gets_a_container_each() {
     let f = with_cpu_slots(0).await;

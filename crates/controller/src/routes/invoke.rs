@@ -60,14 +60,15 @@ pub async fn invoke(
     let resolved = state.resolve_action(fqn).await?;
     let invocation = Invocation::prepare(state, &req.identity, resolved, payload, &req.tid)?;
     let id = invocation.activation_id;
-    let done = state.launch(invocation);
     if !blocking {
+        state.launch(invocation);
         return Ok(accepted(id));
     }
-    match tokio::time::timeout(wait, done).await {
-        Ok(Ok(activation)) => Ok(completed(&activation, result_only)),
-        // Still running (or the runner vanished): the record will appear later.
-        _ => Ok(accepted(id)),
+    // Run on this request's task; past the wait, the activation goes on in a task of its own
+    // and its record appears later.
+    match tokio::time::timeout(wait, state.start(invocation)).await {
+        Ok(activation) => Ok(completed(&activation, result_only)),
+        Err(_) => Ok(accepted(id)),
     }
 }
 

@@ -429,13 +429,34 @@ function endLogContextPartial(ctx) {
   ctx.done = true;
 }
 
+// Runs that arrived while another was in progress, in a container without concurrency: they
+// start one after another, in order of arrival (the invoker sends a short action's next run
+// while the current one ends, so the container goes straight from one to the next).
+const queuedRuns = [];
+
 async function handleRun(msg, res) {
   if (!initialized) return send(res, 403, { error: 'System not initialized.' });
-  if (running > 0 && !allowConcurrent) {
-    return send(res, 403, { error: 'System not ready, status is running.' });
-  }
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) msg = {};
+  if (running > 0 && !allowConcurrent) {
+    queuedRuns.push({ msg, res, at: Date.now() });
+    return;
+  }
   running++;
+  try {
+    await runAction(msg, res);
+  } finally {
+    running--;
+  }
+  if (running === 0 && queuedRuns.length > 0) {
+    const next = queuedRuns.shift();
+    // Its time limit counts from now: the deadline moves by the time it waited.
+    const deadline = Number(next.msg.deadline);
+    if (Number.isFinite(deadline)) next.msg.deadline = String(deadline + (Date.now() - next.at));
+    handleRun(next.msg, next.res).catch((e) => internalError(next.res, e));
+  }
+}
+
+async function runAction(msg, res) {
 
   for (const k of Object.keys(msg)) {
     if (k !== 'value' && typeof msg[k] === 'string') setOwEnv(k, msg[k]);
@@ -491,7 +512,6 @@ async function handleRun(msg, res) {
   if (ctx.tag === initLogsOwedTo) initLogsOwedTo = '';
   if (quiet) ctx.done = true;
   else await endLogContext(ctx);
-  running--;
   res.send(status, body, quiet ? 'none' : 'sentinels');
 }
 
@@ -726,11 +746,13 @@ function dispatch(head, body, res) {
     return;
   }
   const handler = route === '/init' ? handleInit : handleRun;
-  handler(msg, res).catch((e) => {
-    // Only reached on a bug in the proxy itself.
-    rawWrite.err('brisk proxy: internal error: ' + errorText(e) + '\n');
-    send(res, 500, { error: 'Internal proxy error: ' + safeString(e && e.message) });
-  });
+  handler(msg, res).catch((e) => internalError(res, e));
+}
+
+// Only reached on a bug in the proxy itself.
+function internalError(res, e) {
+  rawWrite.err('brisk proxy: internal error: ' + errorText(e) + '\n');
+  send(res, 500, { error: 'Internal proxy error: ' + safeString(e && e.message) });
 }
 
 function onConnection(socket) {
