@@ -47,10 +47,10 @@ pub struct ServeArgs {
     /// Keep prewarmed stem cells per the runtime manifest (`false` = every start is cold).
     #[arg(long, env = "BRISK_PREWARM", default_value_t = true, action = clap::ArgAction::Set)]
     pub prewarm: bool,
-    /// Threads that serve the API and drive containers (default: half the CPU cores, at least
-    /// one). The actions' own processes need the other cores: on a small machine, more server
-    /// threads only hand work between themselves (measured in BENCHMARKS.md).
-    #[arg(long, env = "BRISK_SERVER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads that serve the API and drive containers (default: one per CPU core). Fewer leave
+    /// more of the CPU to the actions: on 2 cores, one thread served 3–6% more noop invokes per
+    /// second at saturation, and first invokes on stem cells took 0.3–0.6 ms longer
+    /// (BENCHMARKS.md).
     pub server_threads: Option<u16>,
     /// Idle milliseconds before a warm container is paused.
     #[arg(long, env = "BRISK_PAUSE_GRACE_MS", default_value_t = 10_000)]
@@ -265,11 +265,11 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(SocketAddr, PathBuf, Runtime
     Ok((addr, data_dir, manifest))
 }
 
-/// Worker threads of the server's runtime: `--server-threads`, else half the cores (at least 1).
+/// Worker threads of the server's runtime: `--server-threads`, else one per core.
 pub fn server_threads(args: &ServeArgs) -> usize {
     match args.server_threads {
         Some(n) => usize::from(n),
-        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }
 
