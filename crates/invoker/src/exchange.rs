@@ -19,8 +19,9 @@ pub(crate) struct Outcome {
     pub retry_elsewhere: bool,
     /// The run wrote no output and the proxy sent no sentinels: nothing to collect.
     pub quiet: bool,
-    /// How long a run queued behind another waited for it to end.
-    pub queued: Duration,
+    /// How long a run queued behind another waited for it to end; `None` when unknown (it
+    /// was answered before the end of the run ahead was seen), so its own run time is too.
+    pub queued: Option<Duration>,
     /// The proxy answered the run (it goes on to a run queued behind, if any).
     pub answered: bool,
 }
@@ -30,9 +31,9 @@ pub(crate) struct Outcome {
 const TURN_SLACK: Duration = Duration::from_secs(2);
 
 impl Invoker {
-    /// `behind`: the run is queued behind another one of the container (`Placement::Behind`);
-    /// its time limit counts from the end of that one, and if that one ends unanswered, this
-    /// one never started and moves on (`retry_elsewhere`).
+    /// `behind`: the run is queued behind another one of the container (`Placement::Warm`
+    /// with `behind`); its time limit counts from the end of that one, and if that one ends
+    /// unanswered, this one never started and moves on (`retry_elsewhere`).
     pub(crate) async fn init_and_run(
         &self,
         job: &Job,
@@ -55,7 +56,7 @@ impl Invoker {
             },
             retry_elsewhere: false,
             quiet: false,
-            queued: Duration::ZERO,
+            queued: Some(Duration::ZERO),
             answered: false,
         };
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
@@ -66,7 +67,7 @@ impl Invoker {
         let mut turn = slot.turns.begin();
         let exchange = slot.client.post("/run", body, MAX_RESULT);
         tokio::pin!(exchange);
-        let mut queued = Duration::ZERO;
+        let mut queued = Some(Duration::ZERO);
         let mut early = None;
         if behind {
             let t0 = std::time::Instant::now();
@@ -92,8 +93,13 @@ impl Invoker {
                 // The run ahead outlasted its own limit: count this one's from now.
                 () = tokio::time::sleep(timeout + TURN_SLACK) => true,
             };
-            queued = t0.elapsed();
-            facts.start_ms = now_millis();
+            if early.is_none() {
+                queued = Some(t0.elapsed());
+                facts.start_ms = now_millis();
+            } else {
+                // Answered before the end of the run ahead was seen: when it started is unknown.
+                queued = None;
+            }
             if !ahead {
                 tracing::debug!("the run ahead ended unanswered; placing the activation again");
                 return Outcome {
@@ -141,7 +147,7 @@ impl Invoker {
                     },
                     retry_elsewhere: resp.status == 503 && !init,
                     quiet: resp.quiet,
-                    queued: Duration::ZERO,
+                    queued: Some(Duration::ZERO),
                     answered: true,
                 }
             }
@@ -167,7 +173,7 @@ impl Invoker {
             },
             retry_elsewhere: false,
             quiet: false,
-            queued: Duration::ZERO,
+            queued: Some(Duration::ZERO),
             answered: false,
         };
         let t0 = std::time::Instant::now();
@@ -202,7 +208,7 @@ impl Invoker {
                 },
                 retry_elsewhere: false,
                 quiet: false,
-                queued: Duration::ZERO,
+                queued: Some(Duration::ZERO),
                 answered: false,
             }),
         }

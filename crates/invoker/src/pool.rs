@@ -77,6 +77,12 @@ pub enum Placement<C> {
         id: u64,
         handle: C,
         resume: bool,
+        /// The action's runs are short (and its concurrency 1) and as many of its containers
+        /// as the host has CPU slots are busy: the activation is the next run of this busy
+        /// container, sent to it now. The proxy starts it when the run in progress ends (runs
+        /// of a container without concurrency are served one after another), so the container
+        /// goes from one run to the next without waiting for the invoker, and sleeps less often.
+        behind: bool,
     },
     Prewarm {
         id: u64,
@@ -90,15 +96,6 @@ pub enum Placement<C> {
     /// A container of the same key that allows concurrent runs is starting and has a free
     /// slot: wait for its `/init`, then place again (see [`PoolState::started`]).
     AwaitStart(oneshot::Receiver<()>),
-    /// The action's runs are short (and its concurrency 1) and as many of its containers as
-    /// the host has CPU slots are busy: the activation is the next run of container `id`,
-    /// sent to it now. The proxy starts it when the run in progress ends (runs of a container
-    /// without concurrency are served one after another), so the container goes from one run
-    /// to the next without waiting for the invoker, and sleeps less often.
-    Behind {
-        id: u64,
-        handle: C,
-    },
     /// The action's runs are short and as many of its containers as the host has CPU slots
     /// are busy: wait (at most [`BUSY_WAIT`]) for one of them to finish, then place again.
     AwaitBusy(oneshot::Receiver<()>),
@@ -125,7 +122,7 @@ pub struct Demand<'a> {
     /// given back, ahead of activations that arrived since.
     pub busy_turn: bool,
     /// Whether the activation may be sent to a busy container of its (short, concurrency 1)
-    /// action as the container's next run ([`Placement::Behind`]).
+    /// action as the container's next run ([`Placement::Warm`] with `behind`).
     pub queue_behind: bool,
 }
 
@@ -217,7 +214,7 @@ pub struct Counters {
     pub cold_starts: u64,
     pub prewarm_hits: u64,
     pub warm_hits: u64,
-    /// Warm hits that were queued behind a run in progress ([`Placement::Behind`]).
+    /// Warm hits that were queued behind a run in progress ([`Placement::Warm`] with `behind`).
     pub queued_behind: u64,
     pub evictions: u64,
     pub pauses: u64,
@@ -422,9 +419,11 @@ impl<C: Clone> PoolState<C> {
         *last_used = now;
         self.counters.warm_hits += 1;
         self.counters.queued_behind += 1;
-        Some(Placement::Behind {
+        Some(Placement::Warm {
             id: e.id,
             handle: e.handle.clone()?,
+            resume: false,
+            behind: true,
         })
     }
 
@@ -551,6 +550,7 @@ impl<C: Clone> PoolState<C> {
             id: e.id,
             handle,
             resume,
+            behind: false,
         })
     }
 
@@ -1008,9 +1008,25 @@ mod tests {
         p
     }
 
+    /// A run on the container with `handle` ends (300 µs); returns the container's id.
+    fn finish_run(p: &mut PoolState<u32>, handle: u32) -> u64 {
+        let id = p
+            .entries
+            .iter()
+            .find(|e| e.handle == Some(handle))
+            .unwrap()
+            .id;
+        p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
+        id
+    }
+
     fn take(p: &mut PoolState<u32>, d: &Demand<'_>) -> u32 {
         match p.place(d, false, Instant::now()) {
-            Placement::Warm { handle, .. } => handle,
+            Placement::Warm {
+                handle,
+                behind: false,
+                ..
+            } => handle,
             other => panic!("expected a warm container, got {other:?}"),
         }
     }
@@ -1028,13 +1044,7 @@ mod tests {
         };
         assert!(rx.try_recv().is_err());
         // A run ends: the waiter is woken and gets a container when it places again.
-        let id = p
-            .entries
-            .iter()
-            .find(|e| e.handle == Some(first))
-            .unwrap()
-            .id;
-        p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
+        let id = finish_run(&mut p, first);
         assert!(rx.try_recv().is_ok());
         // The container given back is the woken activation's: one that arrives now queues
         // behind it even though only one container is busy.
@@ -1076,7 +1086,11 @@ mod tests {
         let mut behind = Vec::new();
         for _ in 0..2 {
             match p.place(&d, false, Instant::now()) {
-                Placement::Behind { handle, .. } => behind.push(handle),
+                Placement::Warm {
+                    handle,
+                    behind: true,
+                    ..
+                } => behind.push(handle),
                 other => panic!("expected a run queued behind a busy container, got {other:?}"),
             }
         }
@@ -1090,13 +1104,7 @@ mod tests {
         };
         // A run ends (its container still has the queued one): the waiter is woken, and a
         // newcomer does not overtake it.
-        let id = p
-            .entries
-            .iter()
-            .find(|e| e.handle == Some(first))
-            .unwrap()
-            .id;
-        p.release(id, true, Some(Duration::from_micros(300)), Instant::now());
+        finish_run(&mut p, first);
         assert!(rx.try_recv().is_ok());
         assert!(matches!(
             p.place(&d, false, Instant::now()),
@@ -1108,7 +1116,7 @@ mod tests {
         };
         assert!(matches!(
             p.place(&woken, false, Instant::now()),
-            Placement::Behind { handle, .. } if handle == first
+            Placement::Warm { handle, behind: true, .. } if handle == first
         ));
         assert_eq!(p.counters.queued_behind, 3);
         // Not for actions whose runs are long, nor behind a paused or idle container, nor

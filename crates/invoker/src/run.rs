@@ -313,7 +313,12 @@ impl Invoker {
                 }
             }
             match placement {
-                Placement::Warm { id, handle, resume } => {
+                Placement::Warm {
+                    id,
+                    handle,
+                    resume,
+                    behind,
+                } => {
                     let lease = Lease {
                         inv: self,
                         id,
@@ -339,24 +344,10 @@ impl Invoker {
                         }
                     }
                     let may_move = attempts < MAX_PLACEMENTS;
-                    match self.execute(job, &key, lease, false, false, may_move).await {
-                        Some(a) => return a,
-                        None => continue,
-                    }
-                }
-                Placement::Behind { id, handle } => {
-                    let lease = Lease {
-                        inv: self,
-                        id,
-                        slot: handle,
-                        armed: true,
-                    };
-                    if lease.slot.container.has_exited() {
-                        lease.give_back(false);
-                        continue;
-                    }
-                    let may_move = attempts < MAX_PLACEMENTS;
-                    match self.execute(job, &key, lease, false, true, may_move).await {
+                    match self
+                        .execute(job, &key, lease, false, behind, may_move)
+                        .await
+                    {
                         Some(a) => return a,
                         None => continue,
                     }
@@ -490,7 +481,10 @@ impl Invoker {
         let t0 = std::time::Instant::now();
         let out = self.init_and_run(job, &lease.slot, init, behind).await;
         // A queued run's own time starts when the run ahead of it ends.
-        let run_time = (!init).then(|| t0.elapsed().saturating_sub(out.queued));
+        let run_time = match out.queued {
+            Some(queued) if !init => Some(t0.elapsed().saturating_sub(queued)),
+            _ => None,
+        };
         if out.retry_elsewhere && may_move {
             tracing::debug!("container refused the run; placing the activation again");
             ticket.discard();

@@ -1,5 +1,5 @@
 //! The order of the runs sent to one container, for runs queued behind another
-//! ([`crate::pool::Placement::Behind`]).
+//! ([`crate::pool::Placement::Warm`] with `behind`).
 //!
 //! A proxy serves the runs of a container without concurrency one after another, in the order
 //! they arrive. A run sent while another is in progress therefore starts when that one ends:
