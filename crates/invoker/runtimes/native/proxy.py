@@ -399,13 +399,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError as e:
             self._reply(400, {"error": "The request body is not valid JSON: %s" % e})
             return
-        try:
-            with ACTION.lock:
+        # Runs are served one at a time, and each is answered before the next starts: a run
+        # queued behind another (docs/runtime-protocol.md) must not start before the invoker
+        # can know that the one ahead of it ended.
+        with ACTION.lock:
+            try:
                 status, payload = do_run(msg) if path == "/run" else do_init(msg)
-        except Exception as e:  # a bug in the proxy itself
-            _write_all(2, ("brisk proxy: internal error: %s\n" % traceback.format_exc()).encode())
-            status, payload = 500, {"error": "Internal proxy error: %s" % e}
-        self._reply(status, payload)
+            except Exception as e:  # a bug in the proxy itself
+                _write_all(2, ("brisk proxy: internal error: %s\n" % traceback.format_exc()).encode())
+                status, payload = 500, {"error": "Internal proxy error: %s" % e}
+            self._reply(status, payload)
 
     def _not_found(self):
         self._reply(404, {"error": "Not found."})
