@@ -374,44 +374,41 @@ async fn runs_queued_behind_a_busy_container_run_one_at_a_time_with_their_own_lo
     f.inv.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_run_queued_behind_one_that_times_out_runs_in_another_container() {
+/// A run of `p.end` ends unanswered (`hang`: to its time limit; `crash`: its process exits
+/// mid-run) while another is queued behind it. The queued one never started: it must run in a
+/// new container instead of failing. Returns the record of the run that ended unanswered.
+async fn queued_behind_a_run_that_ends_unanswered(end: &str) -> brisk_model::Activation {
     let f = with_cpu_slots(1).await;
-    let mut hang = action(
-        "hang",
+    let mut a = action(
+        "unanswered",
         node(
             "function main(p) {
-               return p.hang ? new Promise(() => {}) : { pid: process.pid };
+               if (p.end === 'crash') setTimeout(() => process.exit(3), 100);
+               return p.end ? new Promise(() => {}) : { pid: process.pid };
              }",
         ),
     );
-    hang.limits.timeout = 700;
-    let a = Arc::new(hang);
+    a.limits.timeout = 700;
+    let a = Arc::new(a);
     measured_short(&f, &a).await;
     let first = f.inv.run(job(&a, json!({}))).await;
     let pid = result(&first)["pid"].clone();
     let inv = f.inv.clone();
-    let hung = {
+    let ahead = {
         let a = a.clone();
-        tokio::spawn(async move { inv.run(job(&a, json!({"hang": true}))).await })
+        let args = json!({ "end": end });
+        tokio::spawn(async move { inv.run(job(&a, args)).await })
     };
-    eventually("the hanging run is in progress", || f.inv.stats().busy == 1).await;
-    // Sent behind the hanging run; when that one times out, its container goes, and this
-    // one, which never started, runs in a new container instead of failing.
+    eventually("the run ahead is in progress", || f.inv.stats().busy == 1).await;
     let queued = f.inv.run(job(&a, json!({}))).await;
-    let hung = hung.await.unwrap();
-    assert_eq!(hung.response.status_code, StatusCode::DeveloperError);
-    assert_eq!(
-        hung.annotations.get("timeout"),
-        Some(&json!(true)),
-        "{hung:?}"
-    );
+    let ahead = ahead.await.unwrap();
+    assert_eq!(ahead.response.status_code, StatusCode::DeveloperError);
     assert_eq!(
         queued.response.status_code,
         StatusCode::Success,
         "{queued:?}"
     );
-    assert_ne!(result(&queued)["pid"], pid, "not the destroyed container");
+    assert_ne!(result(&queued)["pid"], pid, "not the container that failed");
     assert!(
         queued.annotations.get("initTime").is_some(),
         "a fresh container"
@@ -419,6 +416,33 @@ async fn a_run_queued_behind_one_that_times_out_runs_in_another_container() {
     let s = f.inv.stats();
     assert_eq!((s.queued_behind, s.cold_starts), (1, 2), "{s:?}");
     f.inv.shutdown().await;
+    ahead
+}
+
+#[tokio::test]
+async fn a_run_queued_behind_one_that_times_out_runs_in_another_container() {
+    let hung = queued_behind_a_run_that_ends_unanswered("hang").await;
+    assert_eq!(
+        hung.annotations.get("timeout"),
+        Some(&json!(true)),
+        "{hung:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_queued_behind_one_that_crashes_runs_in_another_container() {
+    let crashed = queued_behind_a_run_that_ends_unanswered("crash").await;
+    assert_eq!(
+        crashed.annotations.get("timeout"),
+        Some(&json!(false)),
+        "{crashed:?}"
+    );
+    assert_eq!(
+        crashed.response.result,
+        Some(
+            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+        ),
+    );
 }
 
 #[tokio::test]
