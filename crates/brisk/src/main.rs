@@ -123,8 +123,11 @@ fn main() -> ExitCode {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(args) = &cli.command {
-        builder.worker_threads(serve::server_threads(args));
+    // `brisk serve --server-threads`; otherwise tokio's default, one per core.
+    if let Command::Serve(args) = &cli.command
+        && let Some(n) = args.server_threads
+    {
+        builder.worker_threads(usize::from(n));
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -51,6 +51,7 @@ pub struct ServeArgs {
     /// more of the CPU to the actions: on 2 cores, one thread served 3–6% more noop invokes per
     /// second at saturation, and first invokes on stem cells took 0.3–0.6 ms longer
     /// (BENCHMARKS.md).
+    #[arg(long, env = "BRISK_SERVER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub server_threads: Option<u16>,
     /// Idle milliseconds before a warm container is paused.
     #[arg(long, env = "BRISK_PAUSE_GRACE_MS", default_value_t = 10_000)]
@@ -263,14 +264,6 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<(SocketAddr, PathBuf, Runtime
         return Err(UsageError("--blocking-timeout-ms must be positive".into()).into());
     }
     Ok((addr, data_dir, manifest))
-}
-
-/// Worker threads of the server's runtime: `--server-threads`, else one per core.
-pub fn server_threads(args: &ServeArgs) -> usize {
-    match args.server_threads {
-        Some(n) => usize::from(n),
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -481,7 +481,8 @@ fn blocking_wait_hands_off_with_202_and_records_arrive_later() {
 fn a_blocking_invoke_whose_client_goes_away_still_runs_to_its_record() {
     use base64::Engine;
     use std::io::Write;
-    let b = Brisk::start(&[]);
+    // One server thread: the request's task and everything else share it.
+    let b = Brisk::start(&["--server-threads", "1"]);
     b.action(
         "leftalone",
         "nodejs:20",

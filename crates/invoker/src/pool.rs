@@ -719,36 +719,34 @@ impl<C: Clone> PoolState<C> {
         {
             *busy = busy.saturating_sub(1);
             *last_used = now;
-            let key = *key;
-            if *retiring && *busy == 0 {
-                let gone = self.remove(id);
-                self.wake_busy_waiter(&key);
-                return gone;
-            }
+            let (key, gone) = (*key, *retiring && *busy == 0);
             self.wake_busy_waiter(&key);
+            if gone {
+                return self.remove(id);
+            }
         }
         None
     }
 
-    /// Runs of container `id` besides the caller's (queued behind it).
-    pub fn queued_after(&self, id: u64) -> u32 {
-        match self.entries.iter().find(|e| e.id == id).map(|e| &e.state) {
-            Some(State::Active { busy, .. }) => busy.saturating_sub(1),
-            _ => 0,
-        }
-    }
-
-    /// Ends one activation on container `id` whose run failed so that the container must go:
-    /// at once (its handle is returned for destruction), or, while runs queued behind it are
-    /// still in progress, when the last of them ends.
-    pub fn retire(&mut self, id: u64, now: Instant) -> Option<C> {
-        let e = self.entries.iter_mut().find(|e| e.id == id)?;
+    /// Ends one activation on container `id` whose run failed so that the container must go.
+    /// Returns true when the container left the pool now (nothing was queued behind the run;
+    /// the caller destroys it); otherwise the runs queued behind it are in progress, and it
+    /// leaves when the last of them ends ([`Self::release`] returns it then).
+    pub fn retire(&mut self, id: u64, now: Instant) -> bool {
+        let Some(e) = self.entries.iter_mut().find(|e| e.id == id) else {
+            return true;
+        };
         match &mut e.state {
             State::Active { busy, retiring, .. } if *busy > 1 => {
                 *retiring = true;
-                self.release(id, true, None, now)
+                // Others are still busy on it: this never removes it.
+                self.release(id, true, None, now);
+                false
             }
-            _ => self.remove(id),
+            _ => {
+                self.remove(id);
+                true
+            }
         }
     }
 

@@ -49,30 +49,19 @@ impl Lease<'_> {
             self.inv.destroy_later(vec![h]);
         }
     }
-}
 
-impl Lease<'_> {
     /// The container must go after this run. Returns true when nothing is queued behind it:
-    /// it has left the pool (under the same lock, so nothing can be queued behind it any more)
-    /// and the caller destroys it now. Otherwise it is retired (it leaves when the queued runs
-    /// end) and the lease is given back.
+    /// it has left the pool (under the pool's lock, so nothing can be queued behind it any
+    /// more) and the caller destroys it now. Otherwise it is retired (it leaves when the queued
+    /// runs end) and the lease is given back.
     fn retire_now(&mut self) -> bool {
-        let (now, gone) = {
+        let now = {
             let mut p = self.inv.pool.lock();
-            let now = p.queued_after(self.id) == 0;
-            let gone = if now {
-                p.remove(self.id);
-                None
-            } else {
-                p.retire(self.id, std::time::Instant::now())
-            };
+            let now = p.retire(self.id, std::time::Instant::now());
             p.wake_one();
-            (now, gone)
+            now
         };
         self.armed = false;
-        if let Some(h) = gone {
-            self.inv.destroy_later(vec![h]);
-        }
         now
     }
 }
