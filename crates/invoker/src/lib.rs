@@ -23,6 +23,7 @@ mod pool;
 mod process;
 mod run;
 mod runtime;
+pub mod sched;
 mod stems;
 mod turns;
 mod zip;

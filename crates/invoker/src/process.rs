@@ -74,6 +74,11 @@ impl ContainerFactory for ProcessFactory {
             return Err(Error::ExitedBeforeReady(spec.name.clone()));
         };
         let pid = pid as i32;
+        // The proxy's main thread, which serves; threads it has started already keep the
+        // normal policy (crate::sched).
+        if let Err(e) = crate::sched::batch(pid) {
+            tracing::debug!(error = %e, pid, "could not set SCHED_BATCH on a container");
+        }
         let container = ProcessContainer {
             name: spec.name.clone(),
             dir: spec.dir.clone(),

@@ -93,6 +93,8 @@ pub(crate) enum Mode {
 ///
 /// The calling process must be single-threaded, or at least act as if it were: it forks.
 pub(crate) fn enter(spec: &LaunchSpec, mode: Mode) -> Res<()> {
+    // Inherited by init, the runtime and every thread and process the action starts.
+    ctx(brisk_invoker::sched::batch(0), "set the SCHED_BATCH policy")?;
     // Opened now: once init pivots into the sandbox's root, this process's root moves with it
     // (the mount namespace is theirs too), and the host path is out of reach.
     let exit_file = match &spec.exit_file {

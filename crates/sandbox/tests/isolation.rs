@@ -44,6 +44,7 @@ print('euid=%d groups=%s' % (os.geteuid(), os.getgroups()))
 import getpass, pwd
 print('user=%s' % getpass.getuser())
 print('accounts=%s' % ','.join(p.pw_name for p in pwd.getpwall()))
+print('batch=%s' % (os.sched_getscheduler(0) == os.SCHED_BATCH))
 for line in open('/proc/self/status'):
     k, v = line.split(':', 1)
     if k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp'):
@@ -62,6 +63,8 @@ for line in open('/proc/self/status'):
     }
     assert_eq!(o.get("NoNewPrivs"), "1");
     assert_eq!(o.get("Seccomp"), "2");
+    // Actions never preempt the server on wake-up (brisk_invoker::sched).
+    assert_eq!(o.get("batch"), "True");
     f.factory.shutdown().await;
 }
 

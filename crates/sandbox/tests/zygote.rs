@@ -197,6 +197,12 @@ async fn forked_reports(cs: &[SandboxContainer], zygote: i32) -> Vec<Value> {
         assert_eq!(r["cwd"], dir.as_str(), "{r}");
         assert_eq!(r["home"], dir.as_str(), "the container's environment: {r}");
         assert_ne!(r["listen"], "0", "the socket is not stdin: {r}");
+        // Field 41 of stat, the scheduling policy: 3 is SCHED_BATCH (brisk_invoker::sched).
+        let stat = r["stat"].as_str().unwrap_or_default();
+        let policy = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().nth(38));
+        assert_eq!(policy, Some(Some("3")), "forks run under SCHED_BATCH: {r}");
         randoms.extend(
             r["random"]
                 .as_array()
@@ -220,7 +226,8 @@ const REPORT: &str = "function main() { \
     return { pid: process.pid, self: Number(fs.readlinkSync('/proc/self')), \
              cwd: process.cwd(), uid: process.getuid(), \
              random: [Math.random(), Math.random(), Math.random()], \
-             home: process.env.HOME, listen: process.env.BRISK_LISTEN_FD }; }";
+             home: process.env.HOME, listen: process.env.BRISK_LISTEN_FD, \
+             stat: fs.readFileSync('/proc/self/stat', 'utf8') }; }";
 
 #[tokio::test]
 async fn node_containers_are_forks_of_one_zygote() {
@@ -486,7 +493,8 @@ def main(args):
             'zygote': os.environ.get('BRISK_ZYGOTE'),
             'posix_home': posix.environ.get(b'HOME', b'').decode(),
             'thread': len(box) == 1 and box[0] != threading.get_ident(),
-            'rehearsed': '__BRISK_REHEARSAL' in os.environ or '__brisk_rehearsal__' in sys.modules}
+            'rehearsed': '__BRISK_REHEARSAL' in os.environ or '__brisk_rehearsal__' in sys.modules,
+            'stat': open('/proc/self/stat').read()}
 "#;
 
 /// Python containers are forks of a Python zygote (`brisk_zygote_serve` through ctypes): each
