@@ -123,11 +123,13 @@ fn main() -> ExitCode {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // `brisk serve --server-threads`; otherwise tokio's default, one per core.
-    if let Command::Serve(args) = &cli.command
-        && let Some(n) = args.server_threads
-    {
-        builder.worker_threads(usize::from(n));
+    // `brisk serve --server-threads`, by default half the cores; other commands get tokio's
+    // default, one per core.
+    if let Command::Serve(args) = &cli.command {
+        builder.worker_threads(
+            args.server_threads
+                .map_or_else(serve::default_server_threads, usize::from),
+        );
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

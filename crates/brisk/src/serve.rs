@@ -47,10 +47,10 @@ pub struct ServeArgs {
     /// Keep prewarmed stem cells per the runtime manifest (`false` = every start is cold).
     #[arg(long, env = "BRISK_PREWARM", default_value_t = true, action = clap::ArgAction::Set)]
     pub prewarm: bool,
-    /// Threads that serve the API and drive containers (default: one per CPU core). Fewer leave
-    /// more of the CPU to the actions: on 2 cores, one thread served 3–6% more noop invokes per
-    /// second at saturation, and first invokes on stem cells took 0.3–0.6 ms longer
-    /// (BENCHMARKS.md).
+    /// Threads that serve the API and drive containers (default: half the CPU cores, at least
+    /// one). Each thread more hands work between threads; each fewer leaves more of the CPU to
+    /// the actions: on 2 cores, one thread served 10–25% more noop invokes per second at
+    /// saturation than two (BENCHMARKS.md).
     #[arg(long, env = "BRISK_SERVER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub server_threads: Option<u16>,
     /// Idle milliseconds before a warm container is paused.
@@ -363,4 +363,11 @@ impl Signals {
         tracing::info!("shutting down");
         shutdown.cancel();
     }
+}
+
+/// Server threads when `--server-threads` is not given: half the cores, at least one. The
+/// server's share of a noop invoke's CPU is about two thirds, but real actions compute more than
+/// a noop, and a thread that waits for another costs a wake-up on both sides.
+pub fn default_server_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
