@@ -365,9 +365,8 @@ impl Signals {
     }
 }
 
-/// Server threads when `--server-threads` is not given: half the cores, at least one. The
-/// server's share of a noop invoke's CPU is about two thirds, but real actions compute more than
-/// a noop, and a thread that waits for another costs a wake-up on both sides.
+/// Server threads when `--server-threads` is not given: half the cores, at least one; the other
+/// half is the actions' (ARCHITECTURE.md, "Server threads").
 pub fn default_server_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
