@@ -157,10 +157,10 @@ class Proxy:
                     self.raw[name] = parts.pop()
                     self.lines[name].extend(p.decode("utf-8", errors="replace") for p in parts)
 
-    def post(self, path, body, conn=None):
+    def post(self, path, body, conn=None, headers=None):
         conn = conn or self.conn
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
         self.last_logs_header = resp.getheader("X-Brisk-Logs")
@@ -178,7 +178,7 @@ class Proxy:
             value["env"] = env
         return self.post("/init", {"value": value})
 
-    def run(self, value, activation_id=None, conn=None, **extra):
+    def run(self, value, activation_id=None, conn=None, headers=None, **extra):
         body = {
             "value": value,
             "namespace": "guest",
@@ -189,7 +189,7 @@ class Proxy:
             "deadline": str(int(time.time() * 1000) + 60000),
         }
         body.update(extra)
-        return self.post("/run", body, conn=conn)
+        return self.post("/run", body, conn=conn, headers=headers)
 
     def logs(self, activation_id, stream):
         """Lines tagged with the id (tag stripped), sentinel excluded, and whether it was seen."""
@@ -855,6 +855,19 @@ def python_checks(n_bench):
 
     r = one("import subprocess, sys\ndef main(args):\n    c = subprocess.run(['cat'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)\n    return {'stdin': sys.stdin.read(), 'child': c.stdout.decode(), 'code': c.returncode}\n")
     check("python: the action's stdin and its children's are /dev/null, not the listening socket", r[:2] == (200, {"stdin": "", "child": "", "code": 0}), r)
+    # A run queued behind another carries when the invoker sent it (X-Brisk-Sent); Python's
+    # proxy reads it only when it starts it, and moves its deadline by the time it waited.
+    p = start()
+    try:
+        p.init({"main": "main", "code": "import os\ndef main(args):\n    return {'deadline': int(os.environ['__OW_DEADLINE'])}\n"})
+        sent = int(time.time() * 1000) - 500
+        st, body = p.run({}, headers={"X-Brisk-Sent": str(sent)}, deadline=str(sent + 60000))
+        moved = body.get("deadline", 0) - (sent + 60000) if isinstance(body, dict) else None
+        st2, plain = p.run({}, deadline=str(sent + 60000))
+        check("python: a queued run's deadline moves by the time since it was sent", st == 200 and moved is not None and 500 <= moved <= 5000 and (st2, plain) == (200, {"deadline": sent + 60000}), (st, body, st2, plain))
+    finally:
+        p.close()
+
     r = one("def main(args):\n    raise ValueError('bad ❄')\n")
     check("python: exception -> 200 {error: str(e)}", r[:2] == (200, {"error": "bad ❄"}), r)
     check("python: exception traceback logged to stderr (tagged)", any("Traceback" in l for l in r[2]) and any("ValueError: bad ❄" in l for l in r[2]), r[2])
@@ -1056,6 +1069,30 @@ echo "{\"argv\": $1, \"ns\": \"$__OW_NAMESPACE\", \"aid\": \"$__OW_ACTIVATION_ID
             check("native: 1 MiB argument over stdin (argv[1] omitted beyond the kernel limit)", (st, body) == (200, {"n": 1 << 20, "argc": 1}), (st, body))
         finally:
             p2.close()
+    finally:
+        p.close()
+
+    # A run that arrives during another waits for it, and its deadline moves by that wait.
+    p = start()
+    try:
+        p.init({"main": "main", "code": "#!/bin/sh\nsleep 0.3\necho \"{\\\"deadline\\\": $__OW_DEADLINE}\"\n"})
+        res = {}
+        sent = int(time.time() * 1000)
+
+        def slow():
+            c = UnixHTTPConnection(p.sock)
+            res["slow"] = p.run({}, conn=c, deadline=str(sent + 60000))
+            c.close()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.1)
+        c = UnixHTTPConnection(p.sock)
+        st, body = p.run({}, conn=c, deadline=str(sent + 60000))
+        c.close()
+        t.join()
+        first = res.get("slow", (0, {}))[1]
+        check("native: a queued run's deadline moves by the time it waited", st == 200 and isinstance(body, dict) and 150 <= body.get("deadline", 0) - (sent + 60000) <= 5000 and first.get("deadline") == sent + 60000, (first, st, body))
     finally:
         p.close()
 

@@ -91,7 +91,7 @@ impl ProxyClient {
                 }
             };
             let mut conn = Conn::new(stream);
-            match conn.exchange(READY_PATH, b"{}", 0).await {
+            match conn.exchange(READY_PATH, "", b"{}", 0).await {
                 Ok((_, keep)) => {
                     if keep {
                         self.idle.lock().push(conn);
@@ -138,9 +138,20 @@ impl ProxyClient {
 
     /// POSTs JSON to `path` and reads the reply, keeping at most `max_body` bytes of it.
     pub async fn post(&self, path: &str, body: Vec<u8>, max_body: usize) -> Result<ProxyResponse> {
+        self.post_with(path, "", body, max_body).await
+    }
+
+    /// [`Self::post`] with `extra` in the request head: header lines, each ending in `\r\n`.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        extra: &str,
+        body: Vec<u8>,
+        max_body: usize,
+    ) -> Result<ProxyResponse> {
         let mut conn = self.conn().await?;
         let (resp, keep) = conn
-            .exchange(path, &body, max_body)
+            .exchange(path, extra, &body, max_body)
             .await
             .map_err(|source| Error::Exchange {
                 container: self.container.clone(),
@@ -195,15 +206,16 @@ impl Conn {
     async fn exchange(
         &mut self,
         path: &str,
+        extra: &str,
         body: &[u8],
         max_body: usize,
     ) -> std::io::Result<(ProxyResponse, bool)> {
-        let mut req = Vec::with_capacity(body.len() + 128);
+        let mut req = Vec::with_capacity(body.len() + extra.len() + 128);
         req.extend_from_slice(b"POST ");
         req.extend_from_slice(path.as_bytes());
-        req.extend_from_slice(
-            b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ",
-        );
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n");
+        req.extend_from_slice(extra.as_bytes());
+        req.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
         req.extend_from_slice(body.len().to_string().as_bytes());
         req.extend_from_slice(b"\r\n\r\n");
         req.extend_from_slice(body);

@@ -29,6 +29,9 @@ pub(crate) struct Outcome {
 /// Should the run ahead of a queued one outlast its own time limit by this much (its
 /// activation failed to end it), the queued run's time limit starts counting anyway.
 const TURN_SLACK: Duration = Duration::from_secs(2);
+/// Header of a run queued behind another: when the invoker sent it, in ms since the epoch
+/// (docs/runtime-protocol.md).
+const SENT_HEADER: &str = "X-Brisk-Sent";
 
 impl Invoker {
     /// `behind`: the run is queued behind another one of the container (`Placement::Warm`
@@ -62,10 +65,18 @@ impl Invoker {
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
             return out;
         }
-        let deadline = now_millis() + limits.timeout;
-        let body = job::run_body(job, deadline);
+        let sent = now_millis();
+        let body = job::run_body(job, sent + limits.timeout);
         let mut turn = slot.turns.begin();
-        let exchange = slot.client.post("/run", body, MAX_RESULT);
+        // A queued run's deadline moves by the time it waits for the run ahead: a proxy that
+        // reads it only when it starts it (Python's) learns that wait from when it was sent.
+        let queued_head = behind.then(|| format!("{SENT_HEADER}: {sent}\r\n"));
+        let exchange = slot.client.post_with(
+            "/run",
+            queued_head.as_deref().unwrap_or(""),
+            body,
+            MAX_RESULT,
+        );
         tokio::pin!(exchange);
         let mut queued = Some(Duration::ZERO);
         let mut early = None;

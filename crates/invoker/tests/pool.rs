@@ -445,6 +445,54 @@ async fn a_run_queued_behind_one_that_crashes_runs_in_another_container() {
     );
 }
 
+/// A Python run queued behind a 300 ms one starts when that one ends, and its time limit counts
+/// from then: the deadline it sees (`__OW_DEADLINE`) is its full time limit after its start,
+/// not what was left of it when the invoker sent it.
+#[tokio::test]
+async fn a_python_run_queued_behind_another_gets_its_whole_time_limit() {
+    let f = with_cpu_slots(1).await;
+    let mut a = action(
+        "deadline",
+        python(
+            "import os, time
+def main(p):
+    if p.get('slow'):
+        time.sleep(0.3)
+    return {'deadline': int(os.environ['__OW_DEADLINE']), 'start': int(time.time() * 1000), 'pid': os.getpid()}
+",
+        ),
+    );
+    a.limits.timeout = 10_000;
+    let a = Arc::new(a);
+    measured_short(&f, &a).await;
+    let inv = f.inv.clone();
+    let ahead = {
+        let a = a.clone();
+        tokio::spawn(async move { inv.run(job(&a, json!({"slow": true}))).await })
+    };
+    eventually("the run ahead is in progress", || f.inv.stats().busy == 1).await;
+    let queued = f.inv.run(job(&a, json!({}))).await;
+    let ahead = ahead.await.unwrap();
+    assert_eq!(
+        queued.response.status_code,
+        StatusCode::Success,
+        "{queued:?}"
+    );
+    assert_eq!(
+        result(&queued)["pid"],
+        result(&ahead)["pid"],
+        "one container"
+    );
+    assert!(f.inv.stats().queued_behind > 0, "{:?}", f.inv.stats());
+    let left =
+        result(&queued)["deadline"].as_i64().unwrap() - result(&queued)["start"].as_i64().unwrap();
+    assert!(
+        (9_900..=10_100).contains(&left),
+        "the queued run had {left} ms of its 10 s left when it started"
+    );
+    f.inv.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_run_queued_behind_a_failing_one_finishes_before_the_container_goes() {
     let f = with_cpu_slots(1).await;

@@ -33,6 +33,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import zipfile
 
@@ -402,7 +403,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # Runs are served one at a time, and each is answered before the next starts: a run
         # queued behind another (docs/runtime-protocol.md) must not start before the invoker
         # can know that the one ahead of it ended.
+        queued_at = time.time()
         with ACTION.lock:
+            # A run that waited here was queued behind another: its time limit counts from
+            # now, so its deadline moves by the time it waited.
+            waited = int((time.time() - queued_at) * 1000)
+            if waited > 0 and path == "/run" and isinstance(msg, dict):
+                try:
+                    msg["deadline"] = str(int(msg["deadline"]) + waited)
+                except (KeyError, TypeError, ValueError):
+                    pass
             try:
                 status, payload = do_run(msg) if path == "/run" else do_init(msg)
             except Exception as e:  # a bug in the proxy itself

@@ -567,7 +567,21 @@ class Connection:
             pass
 
 
-def _dispatch(method, path, raw):
+def _shift_deadline(msg, sent):
+    """A run queued behind another (it carries X-Brisk-Sent, when the invoker sent it) starts
+    only now: its time limit counts from now, so its deadline moves by the time it waited."""
+    import time
+
+    try:
+        waited = int(time.time() * 1000) - int(sent)
+        deadline = int(msg["deadline"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if waited > 0:
+        msg["deadline"] = str(deadline + waited)
+
+
+def _dispatch(method, path, raw, sent=None):
     """(status, payload) or, for a /run, (status, payload, X-Brisk-Logs value)."""
     if path == b"/ready" and method == b"POST":
         return 200, {"ok": True}
@@ -577,6 +591,8 @@ def _dispatch(method, path, raw):
         msg = _loads(raw) if raw else {}
     except (ValueError, RecursionError) as e:
         return 400, {"error": "The request body is not valid JSON: %s" % e}
+    if sent is not None and path == b"/run" and isinstance(msg, dict):
+        _shift_deadline(msg, sent)
     try:
         return do_run(msg) if path == b"/run" else do_init(msg)
     except Exception as e:  # a bug in the proxy itself
@@ -616,7 +632,8 @@ def _serve(conn):
             except (ValueError, OSError):
                 _reply(conn.sock, 400, {"error": "Malformed request body."}, close=True)
                 return False
-            _reply(conn.sock, *_dispatch(method, path.split(b"?", 1)[0], raw), close=close)
+            sent = headers.get(b"x-brisk-sent")
+            _reply(conn.sock, *_dispatch(method, path.split(b"?", 1)[0], raw, sent), close=close)
             if close:
                 return False
             if not conn.pending():
