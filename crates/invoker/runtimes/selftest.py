@@ -278,6 +278,28 @@ def raw_exchange(p, data, n, pause=None, timeout=5):
     return out, closed
 
 
+def run_during_another(p, slow_args, args):
+    """Sends a run with `args` 100 ms into a run with `slow_args`, each on a connection of its
+    own and both with the same deadline. Returns that deadline, the first run's body and the
+    second run's (status, body)."""
+    res = {}
+    sent = int(time.time() * 1000)
+
+    def slow():
+        c = UnixHTTPConnection(p.sock)
+        res["slow"] = p.run(slow_args, conn=c, deadline=str(sent + 60000))
+        c.close()
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.1)
+    c = UnixHTTPConnection(p.sock)
+    st, body = p.run(args, conn=c, deadline=str(sent + 60000))
+    c.close()
+    t.join()
+    return sent + 60000, res.get("slow", (0, {})), (st, body)
+
+
 def framing_checks(kind, start):
     """HTTP/1.1 framing of the proxy's own server: pipelining, split and chunked bodies,
     Expect, Connection: close, malformed requests."""
@@ -731,25 +753,10 @@ function main(a) {
     try:
         # Each run reports when it started and ended, and the deadline it was given.
         p.init({"main": "main", "code": "function main(a) { const s = Date.now(); return new Promise(r => setTimeout(() => r({ s, e: Date.now(), deadline: Number(process.env.__OW_DEADLINE) }), a.wait)); }"})
-        res = {}
-        sent = int(time.time() * 1000)
-
-        def slow():
-            c = UnixHTTPConnection(p.sock)
-            res["slow"] = p.run({"wait": 300}, conn=c, deadline=str(sent + 60000))
-            c.close()
-
-        t = threading.Thread(target=slow)
-        t.start()
-        time.sleep(0.1)
-        c = UnixHTTPConnection(p.sock)
-        st, body = p.run({"wait": 0}, conn=c, deadline=str(sent + 60000))
-        c.close()
-        t.join()
-        first = res.get("slow", (0, {}))[1]
-        check("node: a run that arrives during another (no __OW_ALLOW_CONCURRENT) waits for it, then succeeds", st == 200 and res.get("slow", (0,))[0] == 200 and body.get("s", 0) >= first.get("e", 1), (res, st, body))
+        deadline, (slow_st, first), (st, body) = run_during_another(p, {"wait": 300}, {"wait": 0})
+        check("node: a run that arrives during another (no __OW_ALLOW_CONCURRENT) waits for it, then succeeds", st == 200 and slow_st == 200 and body.get("s", 0) >= first.get("e", 1), (first, st, body))
         # Its time limit counts from its start: the deadline moved by the ~200 ms it waited.
-        check("node: a queued run's deadline moves by the time it waited", isinstance(body, dict) and 150 <= body.get("deadline", 0) - (sent + 60000) <= 5000 and first.get("deadline") == sent + 60000, (first, body))
+        check("node: a queued run's deadline moves by the time it waited", isinstance(body, dict) and 150 <= body.get("deadline", 0) - deadline <= 5000 and first.get("deadline") == deadline, (first, body))
     finally:
         p.close()
 
@@ -1076,23 +1083,8 @@ echo "{\"argv\": $1, \"ns\": \"$__OW_NAMESPACE\", \"aid\": \"$__OW_ACTIVATION_ID
     p = start()
     try:
         p.init({"main": "main", "code": "#!/bin/sh\nsleep 0.3\necho \"{\\\"deadline\\\": $__OW_DEADLINE}\"\n"})
-        res = {}
-        sent = int(time.time() * 1000)
-
-        def slow():
-            c = UnixHTTPConnection(p.sock)
-            res["slow"] = p.run({}, conn=c, deadline=str(sent + 60000))
-            c.close()
-
-        t = threading.Thread(target=slow)
-        t.start()
-        time.sleep(0.1)
-        c = UnixHTTPConnection(p.sock)
-        st, body = p.run({}, conn=c, deadline=str(sent + 60000))
-        c.close()
-        t.join()
-        first = res.get("slow", (0, {}))[1]
-        check("native: a queued run's deadline moves by the time it waited", st == 200 and isinstance(body, dict) and 150 <= body.get("deadline", 0) - (sent + 60000) <= 5000 and first.get("deadline") == sent + 60000, (first, st, body))
+        deadline, (_, first), (st, body) = run_during_another(p, {}, {})
+        check("native: a queued run's deadline moves by the time it waited", st == 200 and isinstance(body, dict) and 150 <= body.get("deadline", 0) - deadline <= 5000 and first.get("deadline") == deadline, (first, st, body))
     finally:
         p.close()
 
