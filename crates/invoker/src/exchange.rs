@@ -26,6 +26,31 @@ pub(crate) struct Outcome {
     pub answered: bool,
 }
 
+impl Outcome {
+    /// An init or run that failed with `response`, ending now.
+    fn failed(response: ActivationResponse, facts: &RunFacts) -> Self {
+        Self {
+            response,
+            facts: RunFacts {
+                end_ms: now_millis(),
+                ..*facts
+            },
+            retry_elsewhere: false,
+            quiet: false,
+            queued: Some(Duration::ZERO),
+            answered: false,
+        }
+    }
+
+    /// A developer error with `msg`, ending now.
+    fn developer_error(facts: &RunFacts, msg: String) -> Self {
+        Self::failed(
+            ActivationResponse::error(StatusCode::DeveloperError, msg),
+            facts,
+        )
+    }
+}
+
 /// Should the run ahead of a queued one outlast its own time limit by this much (its
 /// activation failed to end it), the queued run's time limit starts counting anyway.
 const TURN_SLACK: Duration = Duration::from_secs(2);
@@ -51,17 +76,7 @@ impl Invoker {
             start_ms,
             ..RunFacts::default()
         };
-        let fail = |facts: RunFacts, msg: String| Outcome {
-            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
-            facts: RunFacts {
-                end_ms: now_millis(),
-                ..facts
-            },
-            retry_elsewhere: false,
-            quiet: false,
-            queued: Some(Duration::ZERO),
-            answered: false,
-        };
+        let fail = |facts: RunFacts, msg: String| Outcome::developer_error(&facts, msg);
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
             return out;
         }
@@ -176,31 +191,23 @@ impl Invoker {
     ) -> Result<(), Outcome> {
         let limits = job.action.limits;
         let timeout = Duration::from_millis(limits.timeout);
-        let fail = |facts: &RunFacts, msg: String| Outcome {
-            response: ActivationResponse::error(StatusCode::DeveloperError, msg),
-            facts: RunFacts {
-                end_ms: now_millis(),
-                ..*facts
-            },
-            retry_elsewhere: false,
-            quiet: false,
-            queued: Some(Duration::ZERO),
-            answered: false,
-        };
         let t0 = std::time::Instant::now();
         let body = match self
             .init_body(job, slot, facts.start_ms + limits.timeout)
             .await
         {
             Ok(b) => b,
-            Err(msg) => return Err(fail(facts, msg)),
+            Err(msg) => return Err(Outcome::developer_error(facts, msg)),
         };
         let res = tokio::time::timeout(timeout, slot.client.post("/init", body, MAX_RESULT)).await;
         facts.init_time_ms = Some(t0.elapsed().as_millis() as u64);
         match res {
             Err(_) => {
                 facts.timeout = true;
-                Err(fail(facts, job::timeout_message(limits.timeout, true)))
+                Err(Outcome::developer_error(
+                    facts,
+                    job::timeout_message(limits.timeout, true),
+                ))
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "init exchange failed");
@@ -209,19 +216,11 @@ impl Invoker {
                 } else {
                     "The action did not initialize and exited unexpectedly."
                 };
-                Err(fail(facts, msg.into()))
+                Err(Outcome::developer_error(facts, msg.into()))
             }
-            Ok(Ok(resp)) => job::classify_init(&resp).map_err(|response| Outcome {
-                response,
-                facts: RunFacts {
-                    end_ms: now_millis(),
-                    ..*facts
-                },
-                retry_elsewhere: false,
-                quiet: false,
-                queued: Some(Duration::ZERO),
-                answered: false,
-            }),
+            Ok(Ok(resp)) => {
+                job::classify_init(&resp).map_err(|response| Outcome::failed(response, facts))
+            }
         }
     }
 

@@ -285,10 +285,9 @@ impl<C: Clone> PoolState<C> {
             w.woken = w.woken.saturating_sub(1);
         }
         if wait_busy && !d.busy_turn && self.saturated_short(d.key) {
-            return match self.take_behind(d, now) {
-                Some(p) => p,
-                None => self.await_busy(d.key, false),
-            };
+            return self
+                .take_behind(d, now)
+                .unwrap_or_else(|| self.await_busy(d.key, false));
         }
         // A woken activation goes behind a busy container rather than to an idle one while
         // the action's busy containers fill the CPU slots (the container that was given back
@@ -305,10 +304,9 @@ impl<C: Clone> PoolState<C> {
             return p;
         }
         if wait_busy && d.busy_turn && self.saturated_short(d.key) {
-            return match self.take_behind(d, now) {
-                Some(p) => p,
-                None => self.await_busy(d.key, true),
-            };
+            return self
+                .take_behind(d, now)
+                .unwrap_or_else(|| self.await_busy(d.key, true));
         }
         if d.await_start {
             // A container prepared ahead takes `concurrency` activations; one started by an

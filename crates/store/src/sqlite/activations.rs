@@ -35,24 +35,22 @@ impl ActivationStore for SqliteStore {
         // Serialized on the writer's thread, off the async workers that serve requests.
         let records = records.to_vec();
         self.write(move |c| {
-            let rows = records
-                .iter()
-                .map(|a| {
-                    Ok((
-                        a.activation_id.to_string(),
-                        a.filter_name(),
-                        serde_json::to_string(&**a)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // A record that fails to serialize drops the transaction: nothing of the batch is
+            // written.
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO activations (namespace, activation_id, filter_name, start, doc)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                for (a, (id, name, doc)) in records.iter().zip(&rows) {
-                    stmt.execute(params![a.namespace, id, name, a.start as i64, doc])?;
+                for a in &records {
+                    stmt.execute(params![
+                        a.namespace,
+                        a.activation_id.as_str(),
+                        a.filter_name(),
+                        a.start as i64,
+                        serde_json::to_string(&**a)?,
+                    ])?;
                 }
             }
             tx.commit()?;
