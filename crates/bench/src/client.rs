@@ -53,6 +53,16 @@ impl Target {
             auth,
         })
     }
+
+    /// The `host` header's value.
+    pub fn host(&self) -> &[u8] {
+        self.host.as_bytes()
+    }
+
+    /// The `authorization` header's value, when the target needs one.
+    pub fn auth(&self) -> Option<&[u8]> {
+        self.auth.as_ref().map(HeaderValue::as_bytes)
+    }
 }
 
 /// One keep-alive connection. Reconnects transparently when the server closed it.

@@ -25,6 +25,7 @@ mod scenarios;
 pub mod stats;
 pub mod svg;
 mod targets;
+pub mod wire;
 pub mod zipf;
 
 use std::ffi::OsString;

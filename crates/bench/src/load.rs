@@ -11,8 +11,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
 
-use crate::client::{Conn, Target, annotation};
+use crate::client::{Target, annotation};
 use crate::stats::Samples;
+use crate::wire::{Encoded, WireConn};
 use crate::zipf::Zipf;
 
 /// Which path each request goes to.
@@ -86,15 +87,24 @@ struct ConnResult {
 
 /// Runs the load and returns what was measured after the warm-up.
 pub async fn run(load: Load) -> LoadResult {
-    let load = Arc::new(load);
+    // Every request is encoded once, before the load starts.
+    let requests: Vec<Encoded> = match &load.paths {
+        Paths::Fixed(p) => vec![Encoded::new(&load.target, &load.method, p, &load.body)],
+        Paths::Zipf { paths, .. } => paths
+            .iter()
+            .map(|p| Encoded::new(&load.target, &load.method, p, &load.body))
+            .collect(),
+    };
+    let shared = Arc::new((load, requests));
     let start = Instant::now();
-    let record_from = start + load.warmup;
-    let stop_at = record_from + load.duration;
-    let mut tasks = Vec::with_capacity(load.connections);
-    for i in 0..load.connections {
-        let load = load.clone();
+    let record_from = start + shared.0.warmup;
+    let stop_at = record_from + shared.0.duration;
+    let mut tasks = Vec::with_capacity(shared.0.connections);
+    for i in 0..shared.0.connections {
+        let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            one_connection(&load, i as u64, record_from, stop_at).await
+            let (load, requests) = &*shared;
+            one_connection(load, requests, i as u64, record_from, stop_at).await
         }));
     }
     let mut out = LoadResult::default();
@@ -117,6 +127,7 @@ pub async fn run(load: Load) -> LoadResult {
 
 async fn one_connection(
     load: &Load,
+    requests: &[Encoded],
     index: u64,
     record_from: Instant,
     stop_at: Instant,
@@ -129,7 +140,7 @@ async fn one_connection(
         last_end: record_from,
     };
     let mut rng = StdRng::seed_from_u64(0x5eed ^ index);
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<WireConn> = None;
     loop {
         let t0 = Instant::now();
         if t0 >= stop_at {
@@ -137,8 +148,8 @@ async fn one_connection(
         }
         let recording = t0 >= record_from;
         let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match Conn::connect(&load.target).await {
+            Some(c) if c.reusable() => c,
+            _ => match WireConn::connect(&load.target).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     r.note_error(recording, format!("{e:#}"));
@@ -147,22 +158,20 @@ async fn one_connection(
                 }
             },
         };
-        let path = match &load.paths {
-            Paths::Fixed(p) => p.as_str(),
-            Paths::Zipf { paths, zipf } => paths[zipf.sample(&mut rng)].as_str(),
+        let request = match &load.paths {
+            Paths::Fixed(_) => &requests[0],
+            Paths::Zipf { zipf, .. } => &requests[zipf.sample(&mut rng)],
         };
         let t0 = Instant::now();
-        let res = c
-            .request(load.method.clone(), path, Some(load.body.clone()))
-            .await;
+        let res = c.exchange(request).await;
         let elapsed = t0.elapsed();
         match res {
-            Ok(reply) if reply.status == StatusCode::OK => {
+            Ok((StatusCode::OK, body)) => {
                 if recording {
                     r.measured.all.push(elapsed);
                     r.last_end = Instant::now();
                     if load.classify_cold {
-                        let rec: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+                        let rec: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
                         if annotation(&rec, "initTime").is_some() {
                             r.measured.cold.push(elapsed);
                         } else {
@@ -171,14 +180,13 @@ async fn one_connection(
                     }
                 }
             }
-            Ok(reply) => r.note_error(
-                recording,
-                format!(
-                    "HTTP {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)])
-                ),
-            ),
+            Ok((status, body)) => {
+                let msg = format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                );
+                r.note_error(recording, msg);
+            }
             Err(e) => {
                 r.note_error(recording, format!("{e:#}"));
                 conn = None;
