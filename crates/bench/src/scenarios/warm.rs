@@ -43,7 +43,7 @@ pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
             1,
             plan.warm_rounds,
             plan.warmup,
-            plan.warmup / 4,
+            plan.warmup / 10,
             plan.measure,
         )
         .await
@@ -88,7 +88,7 @@ pub(super) async fn warm(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()> {
         .latency("brisk node 3 MB code", &big.all, big.errors)
         .p(Pct::P50);
     s.value("large code penalty p50", "ms", diff(big_p50, small_p50));
-    s.note("1 keep-alive connection, closed loop; floor = bare Node `http` / Python `http.server` (TCP_NODELAY) running the same noop; Brisk and the floor take turns in rounds (5 in a full run) and each side's samples are pooled; overhead = brisk - floor; large code penalty = p50 of the noop with 3 MB of code - p50 of the plain noop");
+    s.note("1 keep-alive connection, closed loop; floor = bare Node `http` / Python `http.server` (TCP_NODELAY) running the same noop; Brisk and the floor take turns in rounds (20 in a full run, 0.5 s each) and each side's samples are pooled; overhead = brisk - floor; large code penalty = p50 of the noop with 3 MB of code - p50 of the plain noop");
     Ok(())
 }
 
@@ -157,7 +157,7 @@ pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()
             conns,
             plan.tp_rounds,
             plan.tp_warmup,
-            plan.tp_warmup / 3,
+            plan.tp_warmup / 10,
             plan.measure,
         )
         .await
@@ -174,6 +174,6 @@ pub(super) async fn throughput(ctx: &Ctx, s: &mut Scenario) -> anyhow::Result<()
         s.value(&format!("ratio c1 @{conns}"), "x floor", ratio(b1.rps()));
         s.value(&format!("ratio c8 @{conns}"), "x floor", ratio(b8.rps()));
     }
-    s.note("noop Node action; c1 = default concurrency 1 (one container per in-flight request), c8 = limits.concurrency 8; ratio = brisk req/s / bare Node req/s at the same connections; the three take turns in rounds (3 in a full run), so drift of the machine's speed moves both sides of a ratio alike");
+    s.note("noop Node action; c1 = default concurrency 1 (one container per in-flight request), c8 = limits.concurrency 8; ratio = brisk req/s / bare Node req/s at the same connections; the three take turns in rounds (10 in a full run, 1 s each), so drift of the machine's speed moves both sides of a ratio alike");
     Ok(())
 }
