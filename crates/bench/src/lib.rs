@@ -243,9 +243,22 @@ impl Ctx {
         let server = BriskServer::start(&self.bin, &flags).await?;
         let target = Target::new(&server.apihost, Some(&self.args.auth))?;
         wait_ready(&target).await?;
-        tokio::time::sleep(self.plan.settle).await;
+        settle(&server, &self.plan).await;
         Ok((server, target))
     }
+}
+
+/// Lets a server that the harness started finish its background setup and its stem cells come
+/// up before anything is measured on it.
+async fn settle(server: &BriskServer, plan: &Plan) {
+    let waited = server.wait_background_setup().await;
+    if waited >= Duration::from_millis(500) {
+        progress(&format!(
+            "waited {:.1} s for the server's background setup (npm ci)",
+            waited.as_secs_f64()
+        ));
+    }
+    tokio::time::sleep(plan.settle).await;
 }
 
 pub(crate) fn progress(msg: &str) {
@@ -327,9 +340,8 @@ async fn run_here(args: BenchArgs) -> anyhow::Result<()> {
             if server.is_some() || args.apihost.is_some() {
                 wait_ready(&target).await?;
             }
-            if server.is_some() {
-                // Let the stem cells come up.
-                tokio::time::sleep(plan.settle).await;
+            if let Some(server) = &server {
+                settle(server, &plan).await;
             }
             let ctx = Ctx {
                 plan: plan.clone(),

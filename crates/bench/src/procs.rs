@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the harness waits for a fresh server's background setup (`npm ci`).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A `brisk serve` started on a free port with a temporary data dir. Stopped with SIGTERM (so it
 /// removes its containers) on [`BriskServer::stop`] or, without waiting, on drop.
@@ -70,6 +72,17 @@ impl BriskServer {
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(server)
+    }
+
+    /// Waits until the server's background setup is done: a fresh data dir makes `brisk serve`
+    /// install the Node.js modules actions may require (`npm ci`), which takes tens of seconds
+    /// of CPU that would otherwise land on the first scenario. Returns how long it waited.
+    pub async fn wait_background_setup(&self) -> Duration {
+        let start = std::time::Instant::now();
+        while start.elapsed() < SETUP_TIMEOUT && descendants(self.pid).iter().any(is_setup) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        start.elapsed()
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -225,6 +238,11 @@ pub struct ProcInfo {
     /// fork keeps showing the environment it started with): the parent of the forked
     /// containers of its runtime, shared by all of them.
     pub zygote: bool,
+}
+
+/// Whether a process is part of a server's background setup (npm sets its title to `npm ...`).
+fn is_setup(p: &ProcInfo) -> bool {
+    p.exe == "npm" || p.cmdline == "npm" || p.cmdline.starts_with("npm ")
 }
 
 /// Every descendant of `pid` (children, their children, ...).
