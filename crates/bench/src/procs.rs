@@ -78,11 +78,7 @@ impl BriskServer {
     /// install the Node.js modules actions may require (`npm ci`), which takes tens of seconds
     /// of CPU that would otherwise land on the first scenario. Returns how long it waited.
     pub async fn wait_background_setup(&self) -> Duration {
-        let start = std::time::Instant::now();
-        while start.elapsed() < SETUP_TIMEOUT && descendants(self.pid).iter().any(is_setup) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        start.elapsed()
+        wait_for_setup(self.pid, SETUP_TIMEOUT).await
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -238,6 +234,16 @@ pub struct ProcInfo {
     /// fork keeps showing the environment it started with): the parent of the forked
     /// containers of its runtime, shared by all of them.
     pub zygote: bool,
+}
+
+/// Waits (at most `limit`) while a descendant of `pid` is a setup process ([`is_setup`]);
+/// returns how long that took.
+async fn wait_for_setup(pid: u32, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit && descendants(pid).iter().any(is_setup) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
 }
 
 /// Whether a process is part of a server's background setup (npm sets its title to `npm ...`).
@@ -461,6 +467,36 @@ mod tests {
         all[6].zygote = true;
         assert_eq!(chain_pss_kb(&all[9], &all), Some(3500));
         assert_eq!(zygote_of(&all[9], &all).map(|z| z.pid), Some(8));
+    }
+
+    #[tokio::test]
+    async fn waits_while_a_descendant_is_an_npm_install() {
+        let me = std::process::id();
+        let mut npm = std::process::Command::new("bash")
+            .args(["-c", "exec -a 'npm ci' sleep 0.4"])
+            .spawn()
+            .unwrap();
+        // Until bash has exec'd, the child is not yet named npm.
+        let t0 = std::time::Instant::now();
+        while !descendants(me).iter().any(is_setup) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "no npm child seen");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waited = wait_for_setup(me, Duration::from_secs(10)).await;
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(npm.try_wait().unwrap().is_some(), "returned while npm ran");
+        // Nothing to wait for now, and the limit bounds the wait.
+        assert!(wait_for_setup(me, Duration::from_secs(10)).await < Duration::from_secs(1));
+        let mut npm = std::process::Command::new("bash")
+            .args(["-c", "exec -a 'npm ci' sleep 3"])
+            .spawn()
+            .unwrap();
+        while !descendants(me).iter().any(is_setup) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(wait_for_setup(me, Duration::from_millis(100)).await < Duration::from_secs(2));
+        npm.kill().unwrap();
+        npm.wait().unwrap();
     }
 
     #[test]
