@@ -53,6 +53,8 @@ impl Encoded {
 enum Framing {
     Length(usize),
     Chunked,
+    /// Neither a length nor chunks: the body ends when the server closes the connection.
+    UntilClose,
 }
 
 /// A parsed response head: status, where the body starts, how it ends, whether the server
@@ -74,7 +76,7 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
         httparse::Status::Partial => return Ok(None),
     };
     let status = StatusCode::from_u16(res.code.unwrap_or(0)).context("response status")?;
-    let mut framing = Framing::Length(0);
+    let mut framing = None;
     let mut close = res.version == Some(0);
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -82,8 +84,8 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .context("content-length")?;
-            if framing != Framing::Chunked {
-                framing = Framing::Length(n);
+            if framing != Some(Framing::Chunked) {
+                framing = Some(Framing::Length(n));
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if !h.value.eq_ignore_ascii_case(b"chunked") {
@@ -92,11 +94,23 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
                     String::from_utf8_lossy(h.value)
                 );
             }
-            framing = Framing::Chunked;
+            framing = Some(Framing::Chunked);
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = h.value.eq_ignore_ascii_case(b"close");
         }
     }
+    // Responses that never have a body; any other without length or chunks runs to the close.
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = match framing {
+        _ if bodiless => Framing::Length(0),
+        Some(f) => f,
+        None => {
+            close = true;
+            Framing::UntilClose
+        }
+    };
     Ok(Some(Head {
         status,
         len,
@@ -216,11 +230,24 @@ impl WireConn {
                 }
                 self.fill().await?;
             },
+            Framing::UntilClose => {
+                while self.read_more().await? > 0 {}
+                self.consumed = self.buf.len();
+                Ok((head.status, &self.buf[head.len..]))
+            }
         }
     }
 
-    /// Reads more of the response into the buffer.
+    /// Reads more of the response into the buffer; fails at the end of the stream.
     async fn fill(&mut self) -> anyhow::Result<()> {
+        if self.read_more().await? == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof)).context("read response");
+        }
+        Ok(())
+    }
+
+    /// Reads more of the response into the buffer: the bytes read, 0 at the end of the stream.
+    async fn read_more(&mut self) -> anyhow::Result<usize> {
         if self.buf.len() > MAX_RESPONSE {
             bail!("response over {MAX_RESPONSE} bytes");
         }
@@ -232,9 +259,8 @@ impl WireConn {
             .context("read response")?;
         if n == 0 {
             self.closed = true;
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof)).context("read response");
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -273,6 +299,14 @@ mod tests {
         assert_eq!(head.framing, Framing::Chunked);
         assert!(!head.close);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").is_err());
+        // No length and no chunks: the body runs until the server closes, except where a
+        // response never has one.
+        let head = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!((head.framing, head.close), (Framing::UntilClose, true));
+        let head = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.framing, head.close), (Framing::Length(0), false));
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 
@@ -336,6 +370,27 @@ mod tests {
         assert_eq!((status, body), (StatusCode::NOT_FOUND, &b"nope"[..]));
         assert!(!c.reusable());
         assert!(c.exchange(&req).await.is_err());
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_a_body_that_ends_with_the_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.0 200 OK\r\n\r\nall of it")
+                .await
+                .unwrap();
+        });
+        let target = Target::new(&format!("http://{addr}"), None).unwrap();
+        let req = Encoded::new(&target, &Method::GET, "/", b"");
+        let mut c = WireConn::connect(&target).await.unwrap();
+        let (status, body) = c.exchange(&req).await.unwrap();
+        assert_eq!((status, body), (StatusCode::OK, &b"all of it"[..]));
+        assert!(!c.reusable());
         server.await.unwrap();
     }
 }
