@@ -70,7 +70,7 @@ impl Invocation {
             limits
                 .concurrent_invocations
                 .unwrap_or(cfg.concurrent_invocations),
-            &resolved.action.fqn().doc_id(),
+            || resolved.action.doc_id(),
             resolved.action.limits.instances,
         )?;
         let mut args = params.to_object();
@@ -224,7 +224,7 @@ pub fn whisk_error_record(job: &Job, message: &str) -> Activation {
     let now = now_millis();
     let a = &job.action;
     let mut annotations = brisk_model::Parameters::new();
-    annotations.set("path", Value::from(a.fqn().doc_id()));
+    annotations.set("path", Value::from(a.doc_id()));
     annotations.set("kind", Value::from(a.exec.kind().to_owned()));
     annotations.set(
         "limits",

@@ -237,7 +237,7 @@ pub(crate) async fn finish(
     let action = &composition.action;
     let mut annotations = Parameters::new();
     annotations.set("topmost", Value::Bool(c.cause.is_none()));
-    annotations.set("path", Value::from(action.fqn().doc_id()));
+    annotations.set("path", Value::from(action.doc_id()));
     annotations.set(
         "waitTime",
         Value::from(c.start.saturating_sub(run.inv.received_at_ms)),

@@ -102,7 +102,7 @@ impl Throttles {
         &self,
         namespace: &str,
         namespace_limit: u32,
-        action: &str,
+        action: impl FnOnce() -> String,
         action_limit: Option<u32>,
     ) -> Result<Permit, ApiError> {
         let mut s = self.state.lock();
@@ -117,7 +117,9 @@ impl Throttles {
         }
         let action_key = match action_limit {
             Some(limit) => {
-                let count = s.actions.get(action).copied().unwrap_or(0);
+                // Named only for actions with a limit: most have none.
+                let action = action();
+                let count = s.actions.get(&action).copied().unwrap_or(0);
                 if count >= limit {
                     return Err(ApiError::TooManyRequests {
                         message: format!(
@@ -126,8 +128,8 @@ impl Throttles {
                         retry_after: 1,
                     });
                 }
-                *s.actions.entry(action.to_owned()).or_insert(0) += 1;
-                Some(action.to_owned())
+                *s.actions.entry(action.clone()).or_insert(0) += 1;
+                Some(action)
             }
             None => None,
         };
@@ -175,10 +177,10 @@ mod tests {
     #[test]
     fn permits_release_on_drop() {
         let t = Throttles::default();
-        let a = t.acquire("ns", 2, "ns/a", Some(1)).unwrap();
-        assert!(t.acquire("ns", 2, "ns/a", Some(1)).is_err());
-        let b = t.acquire("ns", 2, "ns/b", None).unwrap();
-        let e = t.acquire("ns", 2, "ns/c", None).unwrap_err();
+        let a = t.acquire("ns", 2, || "ns/a".into(), Some(1)).unwrap();
+        assert!(t.acquire("ns", 2, || "ns/a".into(), Some(1)).is_err());
+        let b = t.acquire("ns", 2, || "ns/b".into(), None).unwrap();
+        let e = t.acquire("ns", 2, || "ns/c".into(), None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "Too many concurrent requests in flight (count: 2, allowed: 2)."
@@ -186,6 +188,6 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(t.in_flight("ns"), 0);
-        t.acquire("ns", 2, "ns/a", Some(1)).unwrap();
+        t.acquire("ns", 2, || "ns/a".into(), Some(1)).unwrap();
     }
 }

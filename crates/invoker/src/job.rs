@@ -1,6 +1,7 @@
 //! What the controller hands the invoker, the JSON sent to the proxy for it, and the
 //! activation record built from the outcome (wire spec §2.6, §3, §8).
 
+use std::fmt;
 use std::sync::Arc;
 
 use brisk_model::params::KeyValue;
@@ -127,13 +128,32 @@ pub fn init_body(job: &Job, code: CodeRef<'_>, deadline_ms: u64, concurrent: boo
 struct RunBody<'a> {
     value: &'a Value,
     namespace: &'a str,
-    action_name: &'a str,
-    action_version: &'a str,
+    action_name: Shown<ActionName<'a>>,
+    action_version: Shown<&'a brisk_model::SemVer>,
     activation_id: &'a str,
     transaction_id: &'a str,
-    deadline: &'a str,
+    deadline: Shown<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    api_key: Option<&'a str>,
+    api_key: Option<Shown<&'a brisk_model::AuthKey>>,
+}
+
+/// Serializes a value as the string its `Display` writes, without building that string first:
+/// the run body is on every invoke's path.
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// An action's fully qualified name, `/namespace[/package]/name`, as `Action::fqn` writes it.
+struct ActionName<'a>(&'a Action);
+
+impl fmt::Display for ActionName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/{}", self.0.namespace, self.0.name)
+    }
 }
 
 /// Body of `POST /run`: the arguments without init parameters.
@@ -154,20 +174,22 @@ pub fn run_body(job: &Job, deadline_ms: u64) -> Vec<u8> {
     };
     let empty = Value::Object(Map::new());
     let value = if value.is_null() { &empty } else { value };
-    let key = job
-        .provides_api_key()
-        .then(|| job.identity.authkey.to_string());
     let body = RunBody {
         value,
         namespace: job.identity.namespace.as_str(),
-        action_name: &job.action_name(),
-        action_version: &job.action.version.to_string(),
+        action_name: Shown(ActionName(&job.action)),
+        action_version: Shown(&job.action.version),
         activation_id: job.activation_id.as_str(),
         transaction_id: &job.transaction_id,
-        deadline: &deadline_ms.to_string(),
-        api_key: key.as_deref(),
+        deadline: Shown(deadline_ms),
+        api_key: job
+            .provides_api_key()
+            .then_some(Shown(&job.identity.authkey)),
     };
-    serde_json::to_vec(&body).unwrap_or_default()
+    let mut out = Vec::with_capacity(384);
+    serde_json::to_writer(&mut out, &body)
+        .map(|()| out)
+        .unwrap_or_default()
 }
 
 /// The `error` field of a JSON object body, if any.
@@ -265,7 +287,7 @@ pub fn build_activation(
             init: None,
         })
     };
-    add("path", Value::from(a.fqn().doc_id()));
+    add("path", Value::from(a.doc_id()));
     add(
         "waitTime",
         Value::from(facts.start_ms.saturating_sub(job.received_at_ms)),
@@ -440,6 +462,43 @@ mod tests {
         let arr = test_job(json!([1, 2]));
         let run: Value = serde_json::from_slice(&run_body(&arr, 1)).unwrap();
         assert_eq!(run["value"], json!([1, 2]));
+    }
+
+    #[test]
+    fn a_packaged_actions_names_in_the_run_body_and_record() {
+        let mut j = test_job(json!({}));
+        let mut action = (*j.action).clone();
+        action.namespace = EntityPath::in_package(
+            EntityName::new("ns").unwrap(),
+            EntityName::new("pkg").unwrap(),
+        );
+        action.version = SemVer::INITIAL.up_patch();
+        action.annotations.0.push(KeyValue {
+            key: "provide-api-key".into(),
+            value: json!(false),
+            init: None,
+        });
+        j.action = Arc::new(action);
+        let run: Value = serde_json::from_slice(&run_body(&j, 5)).unwrap();
+        assert_eq!(run["action_name"], json!("/ns/pkg/a"));
+        assert_eq!(run["action_name"], json!(j.action.fqn().to_string()));
+        assert_eq!(run["action_version"], json!("0.0.2"));
+        assert_eq!(run["activation_id"], json!(j.activation_id.as_str()));
+        assert!(run.get("api_key").is_none(), "{run}");
+        let facts = RunFacts {
+            start_ms: 10,
+            end_ms: 12,
+            init_time_ms: None,
+            timeout: false,
+        };
+        let rec = build_activation(
+            &j,
+            ActivationResponse::success(json!({})),
+            Vec::new(),
+            facts,
+        );
+        assert_eq!(rec.annotations.get("path"), Some(&json!("ns/pkg/a")));
+        assert_eq!(rec.filter_name(), "pkg/a");
     }
 
     #[test]

@@ -63,6 +63,11 @@ impl Action {
         FullyQualifiedName::new(self.namespace.clone(), self.name.clone())
     }
 
+    /// `ns[/pkg]/name`, as `fqn().doc_id()` without copying the names first.
+    pub fn doc_id(&self) -> String {
+        FullyQualifiedName::doc_id_of(&self.namespace, &self.name)
+    }
+
     /// Full JSON; `with_code = false` drops `exec.code`.
     pub fn to_json(&self, with_code: bool) -> Value {
         json!({

@@ -166,7 +166,23 @@ impl FullyQualifiedName {
 
     /// Document id: `ns[/pkg]/name`, no leading slash.
     pub fn doc_id(&self) -> String {
-        format!("{}/{}", self.path, self.name)
+        Self::doc_id_of(&self.path, &self.name)
+    }
+
+    /// The document id of `name` in `path`, built in one allocation (it is on every invoke's
+    /// path).
+    pub fn doc_id_of(path: &EntityPath, name: &EntityName) -> String {
+        let ns = path.namespace.as_str();
+        let pkg = path.package.as_ref().map_or("", EntityName::as_str);
+        let mut id = String::with_capacity(ns.len() + pkg.len() + name.as_str().len() + 2);
+        id.push_str(ns);
+        if !pkg.is_empty() {
+            id.push('/');
+            id.push_str(pkg);
+        }
+        id.push('/');
+        id.push_str(name.as_str());
+        id
     }
 
     /// Parses a reference as clients write them: `/ns/name`, `/ns/pkg/name`, and, without a leading
@@ -224,6 +240,21 @@ mod tests {
         assert_eq!(
             EntityName::new(&"a".repeat(257)),
             Err(ModelError::NameTooLong(257))
+        );
+    }
+
+    #[test]
+    fn document_ids_have_no_leading_slash() {
+        let n = |s: &str| EntityName::new(s).unwrap();
+        let root = FullyQualifiedName::new(EntityPath::root(n("guest")), n("hello"));
+        assert_eq!(root.doc_id(), "guest/hello");
+        assert_eq!(root.to_string(), "/guest/hello");
+        let packaged =
+            FullyQualifiedName::new(EntityPath::in_package(n("guest"), n("utils")), n("echo"));
+        assert_eq!(packaged.doc_id(), "guest/utils/echo");
+        assert_eq!(
+            packaged.doc_id(),
+            format!("{}/{}", packaged.path, packaged.name)
         );
     }
 

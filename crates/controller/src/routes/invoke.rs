@@ -91,12 +91,13 @@ pub fn completed(a: &Activation, result_only: bool) -> Response {
         Outcome::ApplicationError | Outcome::DeveloperError => StatusCode::BAD_GATEWAY,
         Outcome::WhiskError => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let result = a.response.result.clone().unwrap_or_else(|| json!({}));
-    let body = if result.is_array() || result_only {
-        result
+    // Serialized where it lies: a result is not copied for its response.
+    let empty = Value::Object(Map::new());
+    let result = a.response.result.as_ref().unwrap_or(&empty);
+    let res = if result.is_array() || result_only {
+        (status, Json(result)).into_response()
     } else {
-        a.to_api_json()
+        (status, Json(a.to_api_json())).into_response()
     };
-    let res = (status, Json(body)).into_response();
     with_activation_header(res, &a.activation_id)
 }
