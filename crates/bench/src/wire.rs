@@ -327,14 +327,29 @@ mod tests {
         assert!(parse_chunked(b"zz\r\n", &mut out).is_err());
     }
 
-    #[tokio::test]
-    async fn exchanges_over_keep_alive_and_reconnects_after_close() {
+    /// A server for one connection, handled by `handle`, and the target to reach it.
+    async fn serve_one<F, Fut>(handle: F) -> (Target, tokio::task::JoinHandle<()>)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            handle(s).await;
+        });
+        (
+            Target::new(&format!("http://{addr}"), None).unwrap(),
+            server,
+        )
+    }
+
+    #[tokio::test]
+    async fn exchanges_over_keep_alive_and_reconnects_after_close() {
         // A server that answers two requests on one connection (the second chunked and in
         // pieces, then closing), counting the requests it parsed.
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (target, server) = serve_one(|mut s| async move {
             let mut seen = Vec::new();
             let mut buf = vec![0u8; 4096];
             let mut answered = 0;
@@ -359,8 +374,8 @@ mod tests {
                     }
                 }
             }
-        });
-        let target = Target::new(&format!("http://{addr}"), None).unwrap();
+        })
+        .await;
         let req = Encoded::new(&target, &Method::GET, "/", b"");
         let mut c = WireConn::connect(&target).await.unwrap();
         let (status, body) = c.exchange(&req).await.unwrap();
@@ -375,17 +390,14 @@ mod tests {
 
     #[tokio::test]
     async fn reads_a_body_that_ends_with_the_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+        let (target, server) = serve_one(|mut s| async move {
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await.unwrap();
             s.write_all(b"HTTP/1.0 200 OK\r\n\r\nall of it")
                 .await
                 .unwrap();
-        });
-        let target = Target::new(&format!("http://{addr}"), None).unwrap();
+        })
+        .await;
         let req = Encoded::new(&target, &Method::GET, "/", b"");
         let mut c = WireConn::connect(&target).await.unwrap();
         let (status, body) = c.exchange(&req).await.unwrap();
