@@ -75,8 +75,8 @@ impl BriskServer {
     }
 
     /// Waits until the server's background setup is done: a fresh data dir makes `brisk serve`
-    /// install the Node.js modules actions may require (`npm ci`), which takes tens of seconds
-    /// of CPU that would otherwise land on the first scenario. Returns how long it waited.
+    /// install the Node.js modules actions may require (`npm ci`), a second or two of CPU that
+    /// would otherwise land on the scenario's first rounds. Returns how long it waited.
     pub async fn wait_background_setup(&self) -> Duration {
         wait_for_setup(self.pid, SETUP_TIMEOUT).await
     }
