@@ -76,7 +76,6 @@ impl Invoker {
             start_ms,
             ..RunFacts::default()
         };
-        let fail = |facts: RunFacts, msg: String| Outcome::developer_error(&facts, msg);
         if init && let Err(out) = self.init(job, slot, &mut facts).await {
             return out;
         }
@@ -129,13 +128,15 @@ impl Invoker {
             if !ahead {
                 tracing::debug!("the run ahead ended unanswered; placing the activation again");
                 return Outcome {
-                    response: ActivationResponse::error(
-                        StatusCode::WhiskError,
-                        "The action's container failed before the run began.",
-                    ),
                     retry_elsewhere: true,
                     queued,
-                    ..fail(facts, String::new())
+                    ..Outcome::failed(
+                        ActivationResponse::error(
+                            StatusCode::WhiskError,
+                            "The action's container failed before the run began.",
+                        ),
+                        &facts,
+                    )
                 };
             }
         }
@@ -146,7 +147,7 @@ impl Invoker {
         let out = match res {
             Err(_) => {
                 facts.timeout = true;
-                fail(facts, job::timeout_message(limits.timeout, false))
+                Outcome::developer_error(&facts, job::timeout_message(limits.timeout, false))
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "run exchange failed");
@@ -160,7 +161,7 @@ impl Invoker {
                 };
                 Outcome {
                     retry_elsewhere: never_sent && !init,
-                    ..fail(facts, msg.into())
+                    ..Outcome::developer_error(&facts, msg.into())
                 }
             }
             Ok(Ok(resp)) => {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use brisk_model::params::KeyValue;
 use brisk_model::{
-    Action, Activation, ActivationId, ActivationResponse, Identity, Parameters, StatusCode,
+    Action, Activation, ActivationId, ActivationResponse, Identity, Parameters, QualifiedName,
+    StatusCode,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -45,7 +46,7 @@ impl Job {
     }
 
     fn action_name(&self) -> String {
-        self.action.fqn().to_string()
+        self.action.qualified_name().to_string()
     }
 
     fn init_keys(&self) -> Vec<&str> {
@@ -128,7 +129,7 @@ pub fn init_body(job: &Job, code: CodeRef<'_>, deadline_ms: u64, concurrent: boo
 struct RunBody<'a> {
     value: &'a Value,
     namespace: &'a str,
-    action_name: Shown<ActionName<'a>>,
+    action_name: Shown<QualifiedName<'a>>,
     action_version: Shown<&'a brisk_model::SemVer>,
     activation_id: &'a str,
     transaction_id: &'a str,
@@ -144,15 +145,6 @@ struct Shown<T>(T);
 impl<T: fmt::Display> Serialize for Shown<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
-    }
-}
-
-/// An action's fully qualified name, `/namespace[/package]/name`, as `Action::fqn` writes it.
-struct ActionName<'a>(&'a Action);
-
-impl fmt::Display for ActionName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}/{}", self.0.namespace, self.0.name)
     }
 }
 
@@ -177,7 +169,7 @@ pub fn run_body(job: &Job, deadline_ms: u64) -> Vec<u8> {
     let body = RunBody {
         value,
         namespace: job.identity.namespace.as_str(),
-        action_name: Shown(ActionName(&job.action)),
+        action_name: Shown(job.action.qualified_name()),
         action_version: Shown(&job.action.version),
         activation_id: job.activation_id.as_str(),
         transaction_id: &job.transaction_id,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::exec::Exec;
 use crate::limits::ActionLimits;
-use crate::names::{EntityName, EntityPath, FullyQualifiedName};
+use crate::names::{EntityName, EntityPath, FullyQualifiedName, QualifiedName};
 use crate::params::Parameters;
 use crate::semver::SemVer;
 
@@ -61,6 +61,11 @@ impl Action {
 
     pub fn fqn(&self) -> FullyQualifiedName {
         FullyQualifiedName::new(self.namespace.clone(), self.name.clone())
+    }
+
+    /// `/ns[/pkg]/name`, as `fqn()` displays it, without copying the names.
+    pub fn qualified_name(&self) -> QualifiedName<'_> {
+        QualifiedName::new(&self.namespace, &self.name)
     }
 
     /// `ns[/pkg]/name`, as `fqn().doc_id()` without copying the names first.

@@ -23,7 +23,7 @@ pub use error::{ModelError, Result};
 pub use exec::Exec;
 pub use identity::{AuthKey, Identity, UserLimits};
 pub use limits::{ActionLimits, SystemLimits};
-pub use names::{EntityName, EntityPath, FullyQualifiedName};
+pub use names::{EntityName, EntityPath, FullyQualifiedName, QualifiedName};
 pub use params::{KeyValue, Parameters};
 pub use runtimes::RuntimeManifest;
 pub use semver::SemVer;

@@ -220,6 +220,26 @@ impl FullyQualifiedName {
 
 impl fmt::Display for FullyQualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        QualifiedName::new(&self.path, &self.name).fmt(f)
+    }
+}
+
+/// `/ns[/pkg]/name` of `name` in `path`, as [`FullyQualifiedName`] displays it, written from
+/// borrowed names (no copies, no intermediate string).
+#[derive(Debug, Clone, Copy)]
+pub struct QualifiedName<'a> {
+    path: &'a EntityPath,
+    name: &'a EntityName,
+}
+
+impl<'a> QualifiedName<'a> {
+    pub fn new(path: &'a EntityPath, name: &'a EntityName) -> Self {
+        Self { path, name }
+    }
+}
+
+impl fmt::Display for QualifiedName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "/{}/{}", self.path, self.name)
     }
 }
