@@ -325,9 +325,10 @@ impl Invoker {
         if !self.config.prewarm || self.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let todo = self.pool.lock().stems_to_start();
+        let todo = self.pool.lock().stems_to_start(std::time::Instant::now());
+        self.destroy_later(todo.evicted);
         let Some(me) = self.arc() else { return };
-        for (id, kind, memory) in todo {
+        for (id, kind, memory) in todo.start {
             let me = me.clone();
             self.tasks.spawn(async move {
                 let deadline = Instant::now() + STEM_START_TIMEOUT;

@@ -191,6 +191,18 @@ fn end_start(map: &mut foldhash::HashMap<PoolKey, Starting>, key: &PoolKey) {
 /// How fast the pool forgets an action's demand: its count of recent activations halves every
 /// this long.
 pub const DEMAND_HALF_LIFE: Duration = Duration::from_secs(60);
+/// Least idle time of a warm container evicted to make room for a stem cell in a full pool.
+pub const STEM_ROOM_IDLE: Duration = Duration::from_secs(1);
+
+/// Whom an eviction makes room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// An activation: any idle container may go, stem cells last.
+    Activation,
+    /// A missing stem cell: only warm containers idle for [`STEM_ROOM_IDLE`], never another
+    /// stem cell.
+    Stem,
+}
 /// Actions whose demand is remembered at most; beyond it the forgotten (near-zero) ones go.
 const MAX_DEMAND_KEYS: usize = 10_000;
 
@@ -599,6 +611,12 @@ impl<C: Clone> PoolState<C> {
     /// actions first (recent activations, see [`Self::demand`]), the least recently used among
     /// equals; stem cells only as a last resort. `None` when even that is not enough.
     fn make_room(&mut self, need: u64, now: Instant) -> Option<Vec<C>> {
+        self.evict_for(need, now, Room::Activation)
+    }
+
+    /// Evicts idle containers, in [`Self::make_room`]'s order, until `need` MB fit; evicts
+    /// nothing and returns `None` when the candidates `room` allows cannot free enough.
+    pub(crate) fn evict_for(&mut self, need: u64, now: Instant, room: Room) -> Option<Vec<C>> {
         if self.used + need <= self.capacity {
             return Some(Vec::new());
         }
@@ -611,8 +629,12 @@ impl<C: Clone> PoolState<C> {
                     last_used,
                     key,
                     ..
-                } => Some((0, self.demand_of(key, now), *last_used, e.id, e.memory)),
-                State::Prewarmed => Some((1, 0.0, now, e.id, e.memory)),
+                } if room == Room::Activation
+                    || now.saturating_duration_since(*last_used) >= STEM_ROOM_IDLE =>
+                {
+                    Some((0, self.demand_of(key, now), *last_used, e.id, e.memory))
+                }
+                State::Prewarmed if room == Room::Activation => Some((1, 0.0, now, e.id, e.memory)),
                 _ => None,
             })
             .collect();

@@ -5,11 +5,20 @@ use std::time::{Duration, Instant};
 
 use brisk_model::RuntimeManifest;
 
-use crate::pool::{Entry, PoolState, State};
+use crate::pool::{Entry, PoolState, Room, State};
 use crate::runtime::Runtimes;
 
 /// Lifetime of a raised target when the manifest gives none.
 const DEFAULT_STEM_TTL: Duration = Duration::from_secs(120);
+
+/// What [`PoolState::stems_to_start`] decided.
+#[derive(Debug)]
+pub struct StemStarts<C> {
+    /// `(id, kind, memory)` of each stem cell to start (its memory is reserved).
+    pub start: Vec<(u64, String, u64)>,
+    /// Idle containers evicted to make room, for destruction.
+    pub evicted: Vec<C>,
+}
 
 /// Stem cell configuration and its adaptive target count.
 #[derive(Debug, Clone)]
@@ -113,9 +122,19 @@ impl<C: Clone> PoolState<C> {
     }
 
     /// Reserves memory for the stem cells that are missing; returns `(id, kind, memory)` of each
-    /// one to start. Never competes with queued activations.
-    pub fn stems_to_start(&mut self) -> Vec<(u64, String, u64)> {
-        let mut out = Vec::new();
+    /// one to start, and the containers evicted for them. Never competes with queued
+    /// activations.
+    ///
+    /// In a full pool, room is made by evicting warm containers idle for at least
+    /// [`STEM_ROOM_IDLE`](crate::pool::STEM_ROOM_IDLE) (never busy ones or other stem cells). A full pool evicts one
+    /// container per new one either way; evicting when a stem cell is taken, rather than when
+    /// the next new action arrives, makes that action's start a stem cell hit (a few ms)
+    /// instead of a cold start, and moves the eviction and the start off its path.
+    pub fn stems_to_start(&mut self, now: Instant) -> StemStarts<C> {
+        let mut out = StemStarts {
+            start: Vec::new(),
+            evicted: Vec::new(),
+        };
         if !self.queue.is_empty() {
             return out;
         }
@@ -134,8 +153,9 @@ impl<C: Clone> PoolState<C> {
                 })
                 .count() as u32;
             for _ in have..s.desired {
-                if self.used + s.memory > self.capacity {
-                    return out;
+                match self.evict_for(s.memory, now, Room::Stem) {
+                    Some(evicted) => out.evicted.extend(evicted),
+                    None => return out,
                 }
                 let id = self.next_id();
                 self.used += s.memory;
@@ -147,7 +167,7 @@ impl<C: Clone> PoolState<C> {
                     state: State::Starting,
                     run_us: 0,
                 });
-                out.push((id, s.kind.clone(), s.memory));
+                out.start.push((id, s.kind.clone(), s.memory));
             }
         }
         out
@@ -184,7 +204,7 @@ impl<C: Clone> PoolState<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::{Demand, Placement, PoolKey};
+    use crate::pool::{Demand, Placement, PoolKey, STEM_ROOM_IDLE};
 
     fn key(s: &str) -> PoolKey {
         PoolKey::from(s)
@@ -222,9 +242,12 @@ mod tests {
     fn stem_cells_fill_capacity_are_taken_and_grow_on_cold_starts() {
         let now = Instant::now();
         let mut p = PoolState::<u32>::new(1024, 10, vec![stem(2, 3)]);
-        let todo = p.stems_to_start();
+        let todo = p.stems_to_start(now).start;
         assert_eq!(todo.len(), 2);
-        assert!(p.stems_to_start().is_empty(), "starting ones count");
+        assert!(
+            p.stems_to_start(now).start.is_empty(),
+            "starting ones count"
+        );
         assert!(p.stem_started(todo[0].0, Some(10)));
         assert!(!p.stem_started(todo[1].0, None));
         let a = key("a");
@@ -239,7 +262,7 @@ mod tests {
             Placement::Cold { .. }
         ));
         assert_eq!(p.stems[0].desired, 3);
-        let todo = p.stems_to_start();
+        let todo = p.stems_to_start(now).start;
         assert_eq!(todo.len(), 2, "capacity 1024 - 512 used leaves room for 2");
         for (i, (id, ..)) in todo.into_iter().enumerate() {
             p.stem_started(id, Some(20 + i as u32));
@@ -254,19 +277,84 @@ mod tests {
     fn surplus_stem_cells_expire_after_the_ttl() {
         let now = Instant::now();
         let mut p = PoolState::<u32>::new(4096, 10, vec![stem(1, 4)]);
-        let (id, ..) = p.stems_to_start()[0];
+        let (id, ..) = p.stems_to_start(now).start[0];
         p.stem_started(id, Some(1));
         p.place(&demand(&key("a"), 256), false, now);
         assert!(matches!(
             p.place(&demand(&key("b"), 256), false, now),
             Placement::Cold { .. }
         ));
-        for (i, (id, ..)) in p.stems_to_start().into_iter().enumerate() {
+        for (i, (id, ..)) in p.stems_to_start(now).start.into_iter().enumerate() {
             p.stem_started(id, Some(10 + i as u32));
         }
         assert_eq!(p.stems[0].desired, 2);
         assert_eq!(p.shrink_stems(now + Duration::from_secs(120)), vec![11]);
         assert_eq!(p.stems[0].desired, 1);
+    }
+
+    /// A full pool makes room for a missing stem cell by evicting a warm container that has
+    /// been idle for [`STEM_ROOM_IDLE`] (the least demanded first), never a busy or recently
+    /// used one, nor another stem cell.
+    #[test]
+    fn a_full_pool_evicts_a_long_idle_container_for_a_missing_stem_cell() {
+        let t0 = Instant::now();
+        let mut p = PoolState::<u32>::new(1024, 10, vec![stem(1, 1)]);
+        let prewarm =
+            |p: &mut PoolState<u32>, k: &PoolKey| match p.place(&demand(k, 256), false, t0) {
+                Placement::Prewarm { id, handle } => (id, handle),
+                other => panic!("{other:?}"),
+            };
+        let cold = |p: &mut PoolState<u32>, k: &PoolKey, h: u32| {
+            assert!(matches!(
+                p.place(&demand(k, 256), false, t0),
+                Placement::Cold { .. }
+            ));
+            p.insert_active(h, "nodejs:20", 256, *k, 1)
+        };
+        let (id, ..) = p.stems_to_start(t0).start[0];
+        p.stem_started(id, Some(100));
+        let (a, b, c, d) = (key("a"), key("b"), key("c"), key("d"));
+        // `a` takes the stem cell, `b` and `c` start cold: one slot of four is left.
+        let (_ia, h) = prewarm(&mut p, &a);
+        assert_eq!(h, 100);
+        let ib = cold(&mut p, &b, 2);
+        let ic = cold(&mut p, &c, 3);
+        p.note_demand(&b, t0);
+        p.note_demand(&b, t0);
+        p.note_demand(&c, t0);
+        // The replacement fits without evicting anything.
+        let s = p.stems_to_start(t0);
+        assert_eq!((s.start.len(), s.evicted.len()), (1, 0));
+        p.stem_started(s.start[0].0, Some(101));
+        assert_eq!(p.used, 1024);
+        // A new action `d` takes it; its replacement finds the pool full.
+        let (id_d, h) = prewarm(&mut p, &d);
+        assert_eq!(h, 101);
+        p.release(id_d, true, None, t0);
+        p.release(ib, true, None, t0);
+        p.release(ic, true, None, t0);
+        // `a` is busy; `b`, `c` and `d` were used just now: none may go yet.
+        let s = p.stems_to_start(t0);
+        assert!(s.start.is_empty() && s.evicted.is_empty(), "{s:?}");
+        assert_eq!(p.used, 1024);
+        // A second later they may: the least demanded idle one goes (`d`, never counted).
+        let t1 = t0 + STEM_ROOM_IDLE;
+        let s = p.stems_to_start(t1);
+        assert_eq!(s.evicted, vec![101]);
+        assert_eq!(s.start.len(), 1);
+        assert_eq!(
+            p.used, 1024,
+            "the stem cell's memory replaces the evicted container's"
+        );
+        assert_eq!(p.counters.evictions, 1);
+        assert_eq!(p.entries.len(), 4);
+        // With the only container busy, a missing stem cell stays missing.
+        let mut p2 = PoolState::<u32>::new(256, 10, vec![stem(1, 1)]);
+        let x = key("x");
+        cold(&mut p2, &x, 7);
+        let s = p2.stems_to_start(t1);
+        assert!(s.start.is_empty() && s.evicted.is_empty(), "{s:?}");
+        assert_eq!(p2.counters.evictions, 0);
     }
 
     #[test]

@@ -68,6 +68,51 @@ async fn stem_cells_are_consumed_and_refilled() {
     f.inv.shutdown().await;
 }
 
+/// In a full pool a taken stem cell is replaced by evicting a warm container idle for a
+/// second, so the next new action still starts from a stem cell rather than cold.
+#[tokio::test]
+async fn a_full_pool_keeps_its_stem_cells_by_evicting_long_idle_containers() {
+    // Four slots: the two Node stem cells and the Python one take three.
+    let f = invoker(|c| {
+        c.prewarm = true;
+        c.user_memory_mb = 1024;
+    })
+    .await;
+    let inv = f.inv.clone();
+    let node_stems = move |n: usize| {
+        let s = inv.stats();
+        s.prewarmed.get("nodejs:20") == Some(&n) && s.prewarmed.get("python:3.11") == Some(&1)
+    };
+    eventually("stem cells ready", || node_stems(2)).await;
+    let (a, b, c) = (echo("full-a"), echo("full-b"), echo("full-c"));
+    f.inv.run(job(&a, json!({}))).await;
+    eventually("first stem cell replaced", || node_stems(2)).await;
+    assert_eq!(f.inv.stats().used_mb, 1024);
+    let pid_b = result(&f.inv.run(job(&b, json!({}))).await)["pid"].clone();
+    // Full: the replacement waits until a or b has been idle for a second, then evicts a
+    // (the least recently used; neither has more demand).
+    eventually("second stem cell replaced", || node_stems(2)).await;
+    let s = f.inv.stats();
+    assert_eq!((s.evictions, s.used_mb), (1, 1024));
+    let c1 = f.inv.run(job(&c, json!({}))).await;
+    assert_eq!(c1.response.status_code, StatusCode::Success);
+    let s = f.inv.stats();
+    assert_eq!(
+        (s.prewarm_hits, s.cold_starts),
+        (3, 0),
+        "every new action took a stem cell"
+    );
+    // c's replacement evicts b, idle for a second by then; b starts again from a stem cell.
+    eventually("third stem cell replaced", || node_stems(2)).await;
+    assert_eq!(f.inv.stats().evictions, 2);
+    let b2 = f.inv.run(job(&b, json!({}))).await;
+    assert!(b2.annotations.get("initTime").is_some());
+    assert_ne!(result(&b2)["pid"], pid_b);
+    let s = f.inv.stats();
+    assert_eq!((s.prewarm_hits, s.cold_starts), (4, 0));
+    f.inv.shutdown().await;
+}
+
 #[tokio::test]
 async fn idle_containers_are_paused_then_resumed() {
     let f = invoker(|c| c.pause_grace = Duration::from_millis(50)).await;

@@ -1,10 +1,15 @@
-//! A read-through cache of entities in front of any store.
+//! A read-through, write-through cache of entities in front of any store.
 //!
 //! Invocations read the same few actions and packages over and over; the cache answers those
-//! reads from memory. Every write through this wrapper bumps a generation counter, which
-//! invalidates all cached entries at once: writes are rare, reads are hot, and a stale read
-//! after a write in this process is impossible. (Several controllers sharing one store need a
-//! cross-process invalidation signal on top; the bus provides it.)
+//! reads from memory. A write through this wrapper replaces the one entry it changed with what
+//! was written (or with "absent" after a delete), so the first invoke of a newly created or
+//! updated action is a hit too, and the other cached entities stay. A stale read after a write
+//! in this process is impossible: writes are serialized with their cache update, and a read
+//! that missed inserts what it fetched only if no write finished meanwhile. [`invalidate`]
+//! drops everything, for changes made behind this wrapper's back (several controllers sharing
+//! one store need a cross-process signal for that; the bus provides it).
+//!
+//! [`invalidate`]: CachedStore::invalidate
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -31,11 +36,19 @@ type Entry = (u64, Option<Fetched>);
 
 pub struct CachedStore<S> {
     inner: S,
+    /// Bumped by [`CachedStore::invalidate`]: entries of an older generation are stale.
     generation: AtomicU64,
     entries: RwLock<Entries>,
+    /// Held across a write to the store and its cache update, so that two writes of one
+    /// entity update the cache in the order the store applied them.
+    writing: tokio::sync::Mutex<()>,
 }
 
 struct Entries {
+    /// Writes finished through this wrapper (under this lock): a read that missed caches what
+    /// it fetched only when no write finished since it started, as it may have read what the
+    /// write replaced.
+    writes: u64,
     /// doc id → entry.
     map: HashMap<String, Entry>,
     /// Sum of the code sizes of the cached actions.
@@ -50,15 +63,19 @@ impl Entries {
         self.code = 0;
     }
 
+    fn forget(&mut self, doc_id: &str) {
+        if let Some((_, old)) = self.map.remove(doc_id) {
+            self.code -= code_size(&old);
+        }
+    }
+
     /// Caches `found` under `doc_id`, first dropping entries (any, the cache has no recency
     /// order) while the entry count or the code budget would be exceeded.
     fn insert(&mut self, doc_id: &str, generation: u64, found: Option<Fetched>) {
+        self.forget(doc_id);
         let size = code_size(&found);
         if size > self.budget {
             return;
-        }
-        if let Some((_, old)) = self.map.remove(doc_id) {
-            self.code -= code_size(&old);
         }
         if self.map.len() >= MAX_ENTRIES {
             self.clear();
@@ -94,10 +111,12 @@ impl<S> CachedStore<S> {
             inner,
             generation: AtomicU64::new(0),
             entries: RwLock::new(Entries {
+                writes: 0,
                 map: HashMap::default(),
                 code: 0,
                 budget,
             }),
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -111,17 +130,33 @@ impl<S> CachedStore<S> {
         S: EntityStore,
     {
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some((g, hit)) = self.entries.read().map.get(doc_id)
-            && *g == generation
-        {
-            return Ok(hit.clone());
-        }
+        let writes = {
+            let entries = self.entries.read();
+            if let Some((g, hit)) = entries.map.get(doc_id)
+                && *g == generation
+            {
+                return Ok(hit.clone());
+            }
+            entries.writes
+        };
         let found = self.inner.get(doc_id, true).await?.map(Fetched::from);
         let mut entries = self.entries.write();
-        if self.generation.load(Ordering::Acquire) == generation {
+        if self.generation.load(Ordering::Acquire) == generation && entries.writes == writes {
             entries.insert(doc_id, generation, found.clone());
         }
         Ok(found)
+    }
+
+    /// After a write of `doc_id` finished (successfully or not): caches `now` (what the store
+    /// holds, when known) in place of the old entry.
+    fn written(&self, doc_id: &str, now: Option<Option<Fetched>>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut entries = self.entries.write();
+        entries.writes += 1;
+        match now {
+            Some(found) => entries.insert(doc_id, generation, found),
+            None => entries.forget(doc_id),
+        }
     }
 
     /// Drops every cached entity (for changes made behind this wrapper's back).
@@ -148,14 +183,24 @@ impl<S: EntityStore> EntityStore for CachedStore<S> {
     }
 
     async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
+        let _serial = self.writing.lock().await;
         let r = self.inner.put(entity, expected_rev).await;
-        self.invalidate();
+        let doc_id = entity.fqn().doc_id();
+        // What a read would return: the entity as its stored document decodes.
+        let now = match &r {
+            Ok(rev) => Entity::from_doc(entity.collection(), entity.to_doc())
+                .ok()
+                .map(|entity| Some(Fetched::from(Stored { entity, rev: *rev }))),
+            Err(_) => None,
+        };
+        self.written(&doc_id, now);
         r
     }
 
     async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
+        let _serial = self.writing.lock().await;
         let r = self.inner.delete(doc_id, rev).await;
-        self.invalidate();
+        self.written(doc_id, r.is_ok().then_some(None));
         r
     }
 
@@ -241,7 +286,7 @@ impl<S: AlarmStore> AlarmStore for CachedStore<S> {
 mod tests {
     use super::*;
     use crate::SqliteStore;
-    use brisk_model::{Action, EntityPath, Exec};
+    use brisk_model::{Action, Collection, EntityPath, Exec};
 
     fn action(code: &str) -> Entity {
         named("hello", code)
@@ -332,5 +377,160 @@ mod tests {
         assert!(!Arc::ptr_eq(&big1, &big2));
         assert_eq!(big1.exec.code_size(), 101);
         assert!(store.entries.read().code <= 100);
+    }
+
+    /// Every kind of entity, with the optional parts set.
+    fn entities() -> Vec<Entity> {
+        let doc = |c: Collection, v: serde_json::Value| Entity::from_doc(c, v).unwrap();
+        let mut act = Action::from_code(
+            EntityPath::in_package(
+                EntityName::new("guest").unwrap(),
+                EntityName::new("pkg").unwrap(),
+            ),
+            EntityName::new("packaged").unwrap(),
+            "python:3.11",
+            "def main(a):\n    return a\n",
+        );
+        act.updated = 1_700_000_000_123;
+        act.publish = true;
+        vec![
+            action("function main() { return {v: 1} }"),
+            Entity::Action(act),
+            doc(
+                Collection::Packages,
+                serde_json::json!({"namespace": "guest", "name": "pkg", "version": "0.0.2",
+                    "binding": {"namespace": "whisk.system", "name": "utils"},
+                    "parameters": [{"key": "p", "value": {"deep": [1, 2]}}],
+                    "annotations": [{"key": "a", "value": true}], "updated": 5}),
+            ),
+            doc(
+                Collection::Triggers,
+                serde_json::json!({"namespace": "guest", "name": "t", "version": "0.0.1",
+                    "parameters": [{"key": "x", "value": 1}],
+                    "rules": {"guest/r": {"action": {"path": "guest", "name": "hello"},
+                        "status": "active"}}}),
+            ),
+            doc(
+                Collection::Rules,
+                serde_json::json!({"namespace": "guest", "name": "r", "version": "0.0.1",
+                    "trigger": {"path": "guest", "name": "t"},
+                    "action": {"path": "guest", "name": "hello"}, "status": "active"}),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_write_caches_what_a_read_of_the_store_returns_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CachedStore::new(SqliteStore::open(dir.path()).unwrap());
+        let uncached = SqliteStore::open(dir.path()).unwrap();
+        let other = named("other", "function main() { return {} }");
+        store.put(&other, None).await.unwrap();
+        let (other1, _) = shared(store.get_shared("guest/other").await.unwrap());
+
+        for entity in entities() {
+            let doc_id = entity.fqn().doc_id();
+            let rev = store.put(&entity, None).await.unwrap();
+            // Answered from the cache: the entry the write left, shared by every read.
+            let (a, b) = (
+                store.get_shared(&doc_id).await.unwrap().unwrap(),
+                store.get_shared(&doc_id).await.unwrap().unwrap(),
+            );
+            match (&a, &b) {
+                (Fetched::Action { action: x, .. }, Fetched::Action { action: y, .. }) => {
+                    assert!(Arc::ptr_eq(x, y), "{doc_id}: not answered from the cache")
+                }
+                (Fetched::Other(x), Fetched::Other(y)) => {
+                    assert!(Arc::ptr_eq(x, y), "{doc_id}: not answered from the cache")
+                }
+                _ => panic!("{doc_id}: {a:?} / {b:?}"),
+            }
+            let cached = store.get(&doc_id, true).await.unwrap().unwrap();
+            let stored = uncached.get(&doc_id, true).await.unwrap().unwrap();
+            assert_eq!(cached.entity, stored.entity, "{doc_id}");
+            assert_eq!((cached.rev, stored.rev), (rev, rev), "{doc_id}");
+        }
+        // Writes of other entities left this one cached.
+        let (other2, _) = shared(store.get_shared("guest/other").await.unwrap());
+        assert!(Arc::ptr_eq(&other1, &other2));
+
+        // A delete caches the absence; a failed write (a conflict) leaves the store's copy.
+        let (_, rev) = shared(store.get_shared("guest/hello").await.unwrap());
+        store.delete("guest/hello", rev).await.unwrap();
+        assert!(store.get_shared("guest/hello").await.unwrap().is_none());
+        assert!(uncached.get("guest/hello", true).await.unwrap().is_none());
+        let stale = store.put(&other, Some(99)).await;
+        assert!(matches!(stale, Err(crate::Error::Conflict)), "{stale:?}");
+        let (other3, rev3) = shared(store.get_shared("guest/other").await.unwrap());
+        assert_eq!(Entity::Action((*other3).clone()), other);
+        assert_eq!(rev3, 1);
+    }
+
+    /// A store whose reads, once armed, wait after fetching until released: a read that
+    /// missed can then be held while a write finishes.
+    struct Held {
+        inner: SqliteStore,
+        armed: std::sync::atomic::AtomicBool,
+        fetched: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl EntityStore for Held {
+        async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
+            let r = self.inner.get(doc_id, with_code).await;
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.fetched.notify_one();
+                self.release.notified().await;
+            }
+            r
+        }
+        async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
+            self.inner.put(entity, expected_rev).await
+        }
+        async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
+            self.inner.delete(doc_id, rev).await
+        }
+        async fn list(&self, query: &EntityQuery) -> Result<Vec<Entity>> {
+            self.inner.list(query).await
+        }
+        async fn count(&self, query: &EntityQuery) -> Result<u64> {
+            self.inner.count(query).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_raced_a_write_does_not_cache_what_it_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CachedStore::new(Held {
+            inner: SqliteStore::open(dir.path()).unwrap(),
+            armed: false.into(),
+            fetched: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        }));
+        let v1 = store
+            .put(&action("function main() { return {v: 1} }"), None)
+            .await
+            .unwrap();
+        store.invalidate();
+        store.inner().armed.store(true, Ordering::SeqCst);
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { shared(store.get_shared("guest/hello").await.unwrap()) })
+        };
+        // The read has fetched version 1 and waits; version 2 is written meanwhile.
+        store.inner().fetched.notified().await;
+        let v2 = store
+            .put(&action("function main() { return {v: 2} }"), Some(v1))
+            .await
+            .unwrap();
+        store.inner().release.notify_one();
+        let (old, rev) = reader.await.unwrap();
+        assert_eq!(rev, v1, "the held read returns what it fetched");
+        assert!(matches!(&old.exec, Exec::Code { code, .. } if code.contains("v: 1")));
+        // ...but it did not replace the written entry in the cache.
+        let (now, rev) = shared(store.get_shared("guest/hello").await.unwrap());
+        assert_eq!(rev, v2);
+        assert!(matches!(&now.exec, Exec::Code { code, .. } if code.contains("v: 2")));
     }
 }

@@ -193,6 +193,9 @@ function isIdentifier(name) {
   try {
     // eslint-disable-next-line no-new-func
     new Function('return typeof ' + name + ';');
+    // ASCII names first: compiling the Unicode pattern costs a millisecond or more, and a
+    // fork's first use of it may compile it again.
+    if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name)) return true;
     return /^[\p{L}\p{Nl}$_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}$_\u200c\u200d]*$/u.test(name);
   } catch (_) {
     return false;
@@ -791,13 +794,51 @@ warmUp();
 // its sandbox, with that container's environment, descriptors and privileges. What the fork
 // inherited from the zygote and must not share with its siblings is made its own here.
 if (liveEnv.BRISK_ZYGOTE) {
-  const native = { exports: {} };
-  process.dlopen(native, liveEnv.BRISK_ZYGOTE);
-  becomeContainer(JSON.parse(native.exports.serve(0)), native.exports.exit);
-  // Again, in the fork: the first writes to memory shared with the zygote copy a page each;
-  // rehearsed here, they happen while a stem cell waits in the pool rather than during an
-  // action's first invoke.
-  warmUp();
+  rehearseServing(() => {
+    const native = { exports: {} };
+    process.dlopen(native, liveEnv.BRISK_ZYGOTE);
+    becomeContainer(JSON.parse(native.exports.serve(0)), native.exports.exit);
+    // Again, in the fork: the first writes to memory shared with the zygote copy a page each;
+    // rehearsed here, they happen while a stem cell waits in the pool rather than during an
+    // action's first invoke.
+    warmUp();
+    startServing();
+  });
+}
+
+// In the zygote, before it forks: one request through a throwaway server of this proxy on an
+// abstract Unix socket, answered and closed. Listening loads Node.js's cluster, child_process
+// and dgram modules (net asks the cluster module whether it is the primary), and accepting,
+// reading, parsing and answering compile this proxy's request path and Node.js's stream
+// internals: done here once, the forks inherit it, where each fork would otherwise compile it
+// again (several ms of CPU per container). `done` runs once every handle of the rehearsal is
+// closed (nothing of it is inherited), or after a second should it stall.
+function rehearseServing(done) {
+  let pending = 2;
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    setImmediate(done);
+  };
+  const step = () => {
+    if (--pending === 0) finish();
+  };
+  const timer = setTimeout(finish, 1000);
+  const rehearsal = net.createServer(onConnection);
+  rehearsal.on('error', finish);
+  rehearsal.listen('\0brisk-zygote-rehearsal-' + process.pid, () => {
+    const c = net.connect(rehearsal.address(), () => {
+      c.end('POST /ready HTTP/1.1\r\nHost: zygote\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    });
+    c.on('error', () => {});
+    c.resume();
+    c.on('close', () => {
+      rehearsal.close(step);
+      step();
+    });
+  });
 }
 
 // What Node.js prints for an error that ends the process.
@@ -866,40 +907,45 @@ function becomeContainer(forked, exit) {
   });
 }
 
-const listenFd = process.env.BRISK_LISTEN_FD;
-const socketPath = process.env.BRISK_SOCKET;
-if (listenFd) {
-  // Socket activation: the socket listens already, and the invoker's readiness probe waits in
-  // its backlog. The probe is the first request through this server and warms its parser and
-  // response path, as the request to itself below does.
-  const fd = parseInt(listenFd, 10);
-  if (fd === 0) {
-    // Node cannot move the socket off stdin; the action's `process.stdin` reads /dev/null, as
-    // it would without socket activation.
-    let stdin = null;
-    Object.defineProperty(process, 'stdin', {
-      configurable: true,
-      enumerable: true,
-      get: () => stdin || (stdin = fs.createReadStream('/dev/null')),
+// Serves on the socket the platform gave (or on BRISK_SOCKET / BRISK_PORT when started by hand).
+function startServing() {
+  const listenFd = process.env.BRISK_LISTEN_FD;
+  const socketPath = process.env.BRISK_SOCKET;
+  if (listenFd) {
+    // Socket activation: the socket listens already, and the invoker's readiness probe waits in
+    // its backlog. The probe is the first request through this server and warms its parser and
+    // response path, as the request to itself below does.
+    const fd = parseInt(listenFd, 10);
+    if (fd === 0) {
+      // Node cannot move the socket off stdin; the action's `process.stdin` reads /dev/null, as
+      // it would without socket activation.
+      let stdin = null;
+      Object.defineProperty(process, 'stdin', {
+        configurable: true,
+        enumerable: true,
+        get: () => stdin || (stdin = fs.createReadStream('/dev/null')),
+      });
+    }
+    server.listen({ fd });
+  } else if (socketPath) {
+    try {
+      fs.unlinkSync(socketPath);
+    } catch (_) {
+      // no stale socket
+    }
+    server.listen(socketPath, () => {
+      // One request through our own HTTP stack warms the parser and the response path. It is
+      // written by hand on a plain socket.
+      const s = net.connect(socketPath, () => {
+        s.end('POST /warmup HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+      });
+      s.on('error', () => {});
+      s.resume();
     });
+  } else {
+    const port = parseInt(process.env.BRISK_PORT || '8080', 10);
+    server.listen(port, '127.0.0.1');
   }
-  server.listen({ fd });
-} else if (socketPath) {
-  try {
-    fs.unlinkSync(socketPath);
-  } catch (_) {
-    // no stale socket
-  }
-  server.listen(socketPath, () => {
-    // One request through our own HTTP stack warms the parser and the response path. It is
-    // written by hand on a plain socket.
-    const s = net.connect(socketPath, () => {
-      s.end('POST /warmup HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
-    });
-    s.on('error', () => {});
-    s.resume();
-  });
-} else {
-  const port = parseInt(process.env.BRISK_PORT || '8080', 10);
-  server.listen(port, '127.0.0.1');
 }
+
+if (!liveEnv.BRISK_ZYGOTE) startServing();
