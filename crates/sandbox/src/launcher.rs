@@ -93,6 +93,48 @@ pub(crate) enum Mode {
 ///
 /// The calling process must be single-threaded, or at least act as if it were: it forks.
 pub(crate) fn enter(spec: &LaunchSpec, mode: Mode) -> Res<()> {
+    let exit_file = join(spec)?;
+    ctx(
+        unshare(
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWPID
+                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWUTS,
+        ),
+        "create namespaces",
+    )?;
+    // SAFETY: the caller is single-threaded (documented requirement), so the child may run
+    // arbitrary code after fork.
+    match ctx(unsafe { fork() }, "fork sandbox init")? {
+        ForkResult::Parent { child } => {
+            release_stdin();
+            exit_like(child, exit_file)
+        }
+        ForkResult::Child => {
+            // The sandbox never holds a host file.
+            drop(exit_file);
+            sandbox_init(spec, mode, Reporter::Launcher)
+        }
+    }
+}
+
+/// [`enter`] for a zygote's fork that is already pid 1 of a new pid namespace (the zygote
+/// forked it so, see `zygote.rs`): the launcher and the sandbox's init are this one process,
+/// which saves a fork of the zygote's address space and its exit. It joins the cgroup and the
+/// network namespace, unshares the rest and goes on as init, which writes the runtime's exit
+/// status to the spec's `exit_file` itself. Returns only in the runtime process.
+pub(crate) fn enter_as_init(spec: &LaunchSpec) -> Res<()> {
+    let exit_file = join(spec)?;
+    ctx(
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS),
+        "create namespaces",
+    )?;
+    sandbox_init(spec, Mode::Return, Reporter::Init(exit_file))
+}
+
+/// What the launcher does before the sandbox's namespaces: the scheduling policy, the exit
+/// file, the cgroup and the network namespace.
+fn join(spec: &LaunchSpec) -> Res<Option<File>> {
     // Inherited by init, the runtime and every thread and process the action starts.
     ctx(brisk_invoker::sched::batch(0), "set the SCHED_BATCH policy")?;
     // Opened now: once init pivots into the sandbox's root, this process's root moves with it
@@ -101,6 +143,8 @@ pub(crate) fn enter(spec: &LaunchSpec, mode: Mode) -> Res<()> {
         Some(path) => Some(ctx(File::create(path), format_args!("create {path}"))?),
         None => None,
     };
+    // The pid as this process's own pid namespace numbers it, which is how the kernel reads
+    // what is written (1 for a zygote's fork that is init already).
     let pid = std::process::id().to_string();
     for file in &spec.cgroup_join {
         let value = if file.ends_with("/tasks") { "0" } else { &pid };
@@ -125,28 +169,7 @@ pub(crate) fn enter(spec: &LaunchSpec, mode: Mode) -> Res<()> {
             ctx(crate::netns::loopback_up(), "bring up loopback")?;
         }
     }
-    ctx(
-        unshare(
-            CloneFlags::CLONE_NEWNS
-                | CloneFlags::CLONE_NEWPID
-                | CloneFlags::CLONE_NEWIPC
-                | CloneFlags::CLONE_NEWUTS,
-        ),
-        "create namespaces",
-    )?;
-    // SAFETY: the caller is single-threaded (documented requirement), so the child may run
-    // arbitrary code after fork.
-    match ctx(unsafe { fork() }, "fork sandbox init")? {
-        ForkResult::Parent { child } => {
-            release_stdin();
-            exit_like(child, exit_file)
-        }
-        ForkResult::Child => {
-            // The sandbox never holds a host file.
-            drop(exit_file);
-            sandbox_init(spec, mode)
-        }
-    }
+    Ok(exit_file)
 }
 
 /// Gives up this process's copy of the listening socket (stdin) once a child holds it:
@@ -175,6 +198,11 @@ fn exit_like(child: Pid, exit_file: Option<File>) -> ! {
             Err(_) => break SETUP_FAILED,
         }
     };
+    report_and_quit(code, exit_file)
+}
+
+/// Writes `code` to `exit_file`, when there is one, and exits with it.
+fn report_and_quit(code: i32, exit_file: Option<File>) -> ! {
     if let Some(mut file) = exit_file {
         use std::io::Write;
         let _ = file.write_all(code.to_string().as_bytes());
@@ -195,45 +223,83 @@ fn fail(e: &str) -> ! {
     quit(SETUP_FAILED)
 }
 
+/// Who reports the sandbox's exit status, which the factory reads.
+enum Reporter {
+    /// The launcher, init's parent outside the sandbox: init dies with it.
+    Launcher,
+    /// Init itself, the process the factory watches (a zygote's fork), writing to the spec's
+    /// exit file when there is one. It does not die with its parent, the zygote, whose death
+    /// must not end the containers it forked.
+    Init(Option<File>),
+}
+
+impl Reporter {
+    /// Ends init with `code`, reported first when init reports.
+    fn quit(self, code: i32) -> ! {
+        match self {
+            Reporter::Launcher => quit(code),
+            Reporter::Init(file) => report_and_quit(code, file),
+        }
+    }
+}
+
 /// Pid 1 of the sandbox. Returns only in the runtime process, with `Mode::Return`.
-fn sandbox_init(spec: &LaunchSpec, mode: Mode) -> Res<()> {
-    let res = (|| -> Res<()> {
-        ctx(
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
-            "set parent-death signal",
-        )?;
+fn sandbox_init(spec: &LaunchSpec, mode: Mode, reporter: Reporter) -> Res<()> {
+    let setup = (|| -> Res<Vec<seccompiler::BpfProgram>> {
+        if matches!(reporter, Reporter::Launcher) {
+            ctx(
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+                "set parent-death signal",
+            )?;
+        }
         build_root(spec)?;
         ctx(sethostname(&spec.hostname), "set hostname")?;
-        let filters = ctx(crate::seccomp::filters(), "compile seccomp filters")?;
-        // SAFETY: this process is single-threaded (forked from the single-threaded launcher).
-        match ctx(unsafe { fork() }, "fork runtime")? {
-            ForkResult::Parent { child } => {
-                release_stdin();
-                reap_until(child)
-            }
-            ForkResult::Child => match mode {
+        ctx(crate::seccomp::filters(), "compile seccomp filters")
+    })();
+    let filters = match setup {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("brisk-sandbox: {e}");
+            reporter.quit(SETUP_FAILED)
+        }
+    };
+    // SAFETY: this process is single-threaded (a fork of a single-threaded launcher, or of a
+    // zygote in its fork server loop, see `zygote.rs`).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            release_stdin();
+            reap_until(child, reporter)
+        }
+        Ok(ForkResult::Child) => {
+            // The runtime never holds a host file.
+            drop(reporter);
+            match mode {
                 Mode::Exec => match exec_runtime(spec, &filters) {
                     Ok(never) => match never {},
                     Err(e) => fail(&e),
                 },
                 Mode::Return => become_runtime(spec, &filters).map_err(|e| fail(&e)),
-            },
+            }
         }
-    })();
-    res.map_err(|e| fail(&e))
+        Err(e) => {
+            eprintln!("brisk-sandbox: fork runtime: {e}");
+            reporter.quit(SETUP_FAILED)
+        }
+    }
 }
 
 /// Reaps every process of the namespace (orphans are re-parented to pid 1) until the runtime
 /// itself exits, then exits with its status, which ends the namespace.
-fn reap_until(runtime: Pid) -> ! {
-    loop {
+fn reap_until(runtime: Pid, reporter: Reporter) -> ! {
+    let code = loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => quit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => quit(128 + sig as i32),
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => break code,
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => break 128 + sig as i32,
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => quit(SETUP_FAILED),
+            Err(_) => break SETUP_FAILED,
         }
-    }
+    };
+    reporter.quit(code)
 }
 
 fn under(root: &Path, path: &str) -> PathBuf {

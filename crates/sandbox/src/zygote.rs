@@ -5,19 +5,23 @@
 //!
 //! ```text
 //! zygote (node or python, root, host namespaces; has loaded the proxy, never user code)
-//!  └─ launcher role (a fork)         joins cgroup and netns, unshares   ┐ launcher.rs `enter`,
-//!      └─ init (pid 1 in the sandbox) builds the root, reaps            │ the code the launcher
-//!          └─ runtime                 drops privileges, seccomp,        │ process runs too
-//!                                     *returns* into the proxy          ┘
+//!  └─ init (a fork, pid 1 of a new     joins cgroup and netns, unshares ┐ launcher.rs
+//!      pid namespace)                  the rest, builds the root, reaps │ `enter_as_init`, the
+//!      └─ runtime                      drops privileges, seccomp,       │ code the launcher
+//!                                      *returns* into the proxy         ┘ process runs too
 //! ```
+//!
+//! The zygote unshares a pid namespace for its next child before each fork and sets it back
+//! after, so the fork is init at once. (Should the zygote be unable to, the fork plays the
+//! launcher, as a launched container's launcher does: it forks init and waits for it.)
 //!
 //! Protocol on the control socket (a `SOCK_SEQPACKET` socket on the zygote's stdin): the factory
 //! sends one message per container, the [`LaunchSpec`] as JSON with three descriptors attached
 //! (`SCM_RIGHTS`: the listening socket, then the write ends of the stdout and stderr pipes); the
-//! zygote answers with the host pid of the forked launcher (4 bytes, little endian; negative:
-//! the spec was refused). The zygote exits when the factory closes its end. Forked launchers
-//! are reaped by the kernel (the zygote ignores `SIGCHLD`); each writes the sandbox's exit
-//! status to the spec's `exit_file` first.
+//! zygote answers with the host pid of its fork (4 bytes, little endian; negative:
+//! the spec was refused). The zygote exits when the factory closes its end. Its forks (each
+//! a sandbox's init) are reaped by the kernel (the zygote ignores `SIGCHLD`); each writes the
+//! sandbox's exit status to the spec's `exit_file` first.
 //!
 //! The N-API and libuv functions are looked up when Node.js loads the module (`dlsym` in the process
 //! that loads it), so this crate links against neither.
@@ -30,10 +34,11 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, send};
 use nix::unistd::{ForkResult, fork};
 
-use crate::launcher::{Mode, enter};
+use crate::launcher::{Mode, enter, enter_as_init};
 use crate::spec::LaunchSpec;
 
 /// Largest launch spec accepted (they are a few kilobytes).
@@ -231,11 +236,14 @@ pub unsafe extern "C" fn brisk_zygote_serve(ctl: c_int) -> c_int {
 /// The fork server's loop. Returns only in a forked runtime process, after `after_fork` (the
 /// host's own re-initialization) and [`privatize`].
 fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
-    // Launchers are reaped by the kernel; they report through their exit files.
+    // The forks are reaped by the kernel; they report through their exit files.
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     mark_inherited(ctl);
     shed_file_pages();
+    // This process's own pid namespace: after each fork made pid 1 of a new one, the namespace
+    // of later children is set back to it. Without it, forks go through a launcher.
+    let own_pids = std::fs::File::open("/proc/self/ns/pid").ok();
     let mut buf = vec![0u8; MAX_SPEC];
     loop {
         let (len, fds) = match receive(ctl, &mut buf) {
@@ -252,6 +260,11 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
             }
         };
         allow_fork_copies();
+        // The fork is made pid 1 of a pid namespace of its own (`unshare` sets the namespace of
+        // this process's next children, not its own): it is the sandbox's init at once, with no
+        // launcher between the zygote and init, which saves a copy of this address space and
+        // its teardown per container.
+        let as_init = own_pids.is_some() && unshare(CloneFlags::CLONE_NEWPID).is_ok();
         // SAFETY: the zygote's other threads (the interpreter's idle helpers) hold no lock the
         // child needs: it runs only the launcher's code and, as the runtime, the interpreter's
         // own thread, whose event loop it re-creates before any use (`uv_loop_fork`).
@@ -259,6 +272,11 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
             Ok(ForkResult::Parent { child }) => {
                 drop(fds);
                 reply(ctl, child.as_raw());
+                // Later children must not join that namespace: should it stay set, this
+                // zygote ends (the factory starts another).
+                if as_init && !restore_pid_namespace(own_pids.as_ref()) {
+                    quit(crate::SETUP_FAILED);
+                }
             }
             Ok(ForkResult::Child) => {
                 // SAFETY: restoring the default disposition installs no handler code.
@@ -271,7 +289,13 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
                 }
                 // The originals sit above 2 (received while 0–2 were open): close them.
                 drop(fds);
-                if let Err(e) = enter(&spec, Mode::Return) {
+                drop(own_pids);
+                let entered = if as_init {
+                    enter_as_init(&spec)
+                } else {
+                    enter(&spec, Mode::Return)
+                };
+                if let Err(e) = entered {
                     eprintln!("brisk-sandbox: {e}");
                     quit(crate::SETUP_FAILED);
                 }
@@ -282,9 +306,17 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
             Err(_) => {
                 drop(fds);
                 reply(ctl, -2);
+                if as_init && !restore_pid_namespace(own_pids.as_ref()) {
+                    quit(crate::SETUP_FAILED);
+                }
             }
         }
     }
+}
+
+/// Sets the pid namespace of this process's next children back to its own.
+fn restore_pid_namespace(own: Option<&std::fs::File>) -> bool {
+    own.is_some_and(|ns| setns(ns, CloneFlags::CLONE_NEWPID).is_ok())
 }
 
 /// One request: its length and descriptors; `None` at the end of the stream.

@@ -130,16 +130,37 @@ fn runtime_pid(c: &SandboxContainer) -> i32 {
         .expect("a runtime process in the container's cgroup")
 }
 
-/// The zygote a container was forked from: the parent of its launcher (the container's
-/// process whose parent is outside the container).
-fn zygote_of(c: &SandboxContainer) -> i32 {
+/// The container's process whose parent is outside the container: the zygote's fork.
+fn fork_of(c: &SandboxContainer) -> i32 {
     let pids = c.pids();
-    let launcher = pids
-        .iter()
+    pids.iter()
         .copied()
         .find(|&p| !pids.contains(&ppid(p)))
-        .expect("the launcher");
-    ppid(launcher)
+        .expect("the zygote's fork")
+}
+
+/// The zygote a container was forked from.
+fn zygote_of(c: &SandboxContainer) -> i32 {
+    ppid(fork_of(c))
+}
+
+/// The zygote's fork is the sandbox's init itself (pid 1 of a pid namespace of its own, with
+/// no launcher above it), the container holds just init and the runtime, and the zygote's
+/// later children are back in its own pid namespace.
+fn forked_as_init(cs: &[SandboxContainer], zygote: i32) {
+    for c in cs {
+        let init = fork_of(c);
+        let nspid = status_field(init, "NSpid");
+        assert_eq!(
+            nspid.split_whitespace().last(),
+            Some("1"),
+            "the fork is pid 1 of its namespace: NSpid {nspid}"
+        );
+        assert_ne!(ns(init, "pid"), ns(zygote, "pid"));
+        assert_eq!(c.pids().len(), 2, "init and the runtime: {:?}", c.pids());
+        assert_eq!(ppid(runtime_pid(c)), init);
+    }
+    assert_eq!(ns(zygote, "pid_for_children"), ns(zygote, "pid"));
 }
 
 fn ns(pid: i32, kind: &str) -> String {
@@ -241,6 +262,7 @@ async fn node_containers_are_forks_of_one_zygote() {
     let cmdline = std::fs::read_to_string(format!("/proc/{zygote}/cmdline")).unwrap();
     assert!(cmdline.contains("--single-threaded"), "{cmdline:?}");
     assert!(cmdline.contains("proxy.js"), "{cmdline:?}");
+    forked_as_init(&cs, zygote);
     forked_reports(&cs, zygote).await;
     destroy_and_shut_down(&f, &cs, zygote).await;
 }
@@ -513,6 +535,7 @@ async fn python_containers_are_forks_of_one_zygote() {
     assert!(cmdline.contains("python"), "{cmdline:?}");
     assert!(cmdline.contains("proxy.py"), "{cmdline:?}");
     assert!(!cmdline.contains("--single-threaded"), "{cmdline:?}");
+    forked_as_init(&cs, zygote);
     for r in forked_reports(&cs, zygote).await {
         assert_eq!(
             r["home"], r["posix_home"],

@@ -814,24 +814,32 @@ if (liveEnv.BRISK_ZYGOTE) {
 // again (several ms of CPU per container). `done` runs once every handle of the rehearsal is
 // closed (nothing of it is inherited), or after a second should it stall.
 function rehearseServing(done) {
+  const sockets = new Set();
   let pending = 2;
   let finished = false;
-  const finish = () => {
+  const finish = (clean) => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
+    if (clean !== true) {
+      // Stalled or failed: nothing of it may stay open into the forks.
+      for (const s of sockets) s.destroy();
+      if (rehearsal.listening) rehearsal.close();
+    }
     setImmediate(done);
   };
   const step = () => {
-    if (--pending === 0) finish();
+    if (--pending === 0) finish(true);
   };
   const timer = setTimeout(finish, 1000);
   const rehearsal = net.createServer(onConnection);
+  rehearsal.on('connection', (s) => sockets.add(s));
   rehearsal.on('error', finish);
   rehearsal.listen('\0brisk-zygote-rehearsal-' + process.pid, () => {
     const c = net.connect(rehearsal.address(), () => {
       c.end('POST /ready HTTP/1.1\r\nHost: zygote\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
     });
+    sockets.add(c);
     c.on('error', () => {});
     c.resume();
     c.on('close', () => {
