@@ -4,8 +4,9 @@
 //! reads from memory. A write through this wrapper replaces the one entry it changed with what
 //! was written (or with "absent" after a delete), so the first invoke of a newly created or
 //! updated action is a hit too, and the other cached entities stay. A stale read after a write
-//! in this process is impossible: writes are serialized with their cache update, and a read
-//! that missed inserts what it fetched only if no write finished meanwhile. [`invalidate`]
+//! in this process is impossible: writes are serialized with their cache update, a read that
+//! missed inserts what it fetched only if no write finished meanwhile, and a write whose
+//! request is cancelled (the store may have applied it) forgets its entity. [`invalidate`]
 //! drops everything, for changes made behind this wrapper's back (several controllers sharing
 //! one store need a cross-process signal for that; the bus provides it).
 //!
@@ -166,6 +167,39 @@ impl<S> CachedStore<S> {
     }
 }
 
+/// A write in progress. Dropped before [`Pending::done`] (the request was cancelled while the
+/// store may already have applied the write), it forgets the entity as a failed write does,
+/// so no read can keep or cache what the write replaced.
+struct Pending<'a, S> {
+    cache: &'a CachedStore<S>,
+    doc_id: &'a str,
+    finished: bool,
+}
+
+impl<'a, S> Pending<'a, S> {
+    fn new(cache: &'a CachedStore<S>, doc_id: &'a str) -> Self {
+        Self {
+            cache,
+            doc_id,
+            finished: false,
+        }
+    }
+
+    /// The write finished: see [`CachedStore::written`].
+    fn done(mut self, now: Option<Option<Fetched>>) {
+        self.finished = true;
+        self.cache.written(self.doc_id, now);
+    }
+}
+
+impl<S> Drop for Pending<'_, S> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cache.written(self.doc_id, None);
+        }
+    }
+}
+
 #[async_trait]
 impl<S: EntityStore> EntityStore for CachedStore<S> {
     async fn get(&self, doc_id: &str, _with_code: bool) -> Result<Option<Stored>> {
@@ -184,8 +218,9 @@ impl<S: EntityStore> EntityStore for CachedStore<S> {
 
     async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
         let _serial = self.writing.lock().await;
-        let r = self.inner.put(entity, expected_rev).await;
         let doc_id = entity.fqn().doc_id();
+        let pending = Pending::new(self, &doc_id);
+        let r = self.inner.put(entity, expected_rev).await;
         // What a read would return: the entity as its stored document decodes.
         let now = match &r {
             Ok(rev) => Entity::from_doc(entity.collection(), entity.to_doc())
@@ -193,14 +228,15 @@ impl<S: EntityStore> EntityStore for CachedStore<S> {
                 .map(|entity| Some(Fetched::from(Stored { entity, rev: *rev }))),
             Err(_) => None,
         };
-        self.written(&doc_id, now);
+        pending.done(now);
         r
     }
 
     async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
         let _serial = self.writing.lock().await;
+        let pending = Pending::new(self, doc_id);
         let r = self.inner.delete(doc_id, rev).await;
-        self.written(doc_id, r.is_ok().then_some(None));
+        pending.done(r.is_ok().then_some(None));
         r
     }
 
@@ -497,6 +533,74 @@ mod tests {
         async fn count(&self, query: &EntityQuery) -> Result<u64> {
             self.inner.count(query).await
         }
+    }
+
+    /// A store whose writes, once armed, wait after writing until released: a request can
+    /// then be cancelled after the store applied its write.
+    struct SlowWrites {
+        inner: SqliteStore,
+        armed: std::sync::atomic::AtomicBool,
+        written: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl EntityStore for SlowWrites {
+        async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
+            self.inner.get(doc_id, with_code).await
+        }
+        async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
+            let r = self.inner.put(entity, expected_rev).await;
+            if self.armed.load(Ordering::SeqCst) {
+                self.written.notify_one();
+                std::future::pending::<()>().await;
+            }
+            r
+        }
+        async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
+            self.inner.delete(doc_id, rev).await
+        }
+        async fn list(&self, query: &EntityQuery) -> Result<Vec<Entity>> {
+            self.inner.list(query).await
+        }
+        async fn count(&self, query: &EntityQuery) -> Result<u64> {
+            self.inner.count(query).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_cancelled_after_the_store_applied_it_leaves_no_stale_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CachedStore::new(SlowWrites {
+            inner: SqliteStore::open(dir.path()).unwrap(),
+            armed: false.into(),
+            written: tokio::sync::Notify::new(),
+        }));
+        let v1 = store
+            .put(&action("function main() { return {v: 1} }"), None)
+            .await
+            .unwrap();
+        // Version 1 is cached.
+        let (cached, _) = shared(store.get_shared("guest/hello").await.unwrap());
+        assert!(Arc::ptr_eq(
+            &cached,
+            &shared(store.get_shared("guest/hello").await.unwrap()).0
+        ));
+        store.inner().armed.store(true, Ordering::SeqCst);
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .put(&action("function main() { return {v: 2} }"), Some(v1))
+                    .await
+            })
+        };
+        // The store holds version 2; the request goes away before the write returns.
+        store.inner().written.notified().await;
+        writer.abort();
+        assert!(writer.await.unwrap_err().is_cancelled());
+        let (now, rev) = shared(store.get_shared("guest/hello").await.unwrap());
+        assert_eq!(rev, v1 + 1);
+        assert!(matches!(&now.exec, Exec::Code { code, .. } if code.contains("v: 2")));
     }
 
     #[tokio::test]
