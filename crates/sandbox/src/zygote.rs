@@ -272,11 +272,6 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
             Ok(ForkResult::Parent { child }) => {
                 drop(fds);
                 reply(ctl, child.as_raw());
-                // Later children must not join that namespace: should it stay set, this
-                // zygote ends (the factory starts another).
-                if as_init && !restore_pid_namespace(own_pids.as_ref()) {
-                    quit(crate::SETUP_FAILED);
-                }
             }
             Ok(ForkResult::Child) => {
                 // SAFETY: restoring the default disposition installs no handler code.
@@ -306,17 +301,19 @@ fn serve(ctl: RawFd, after_fork: impl FnOnce()) {
             Err(_) => {
                 drop(fds);
                 reply(ctl, -2);
-                if as_init && !restore_pid_namespace(own_pids.as_ref()) {
-                    quit(crate::SETUP_FAILED);
-                }
             }
         }
+        // Later children must not join that namespace: should it stay set, this zygote ends
+        // (the factory starts another).
+        let restored = || {
+            own_pids
+                .as_ref()
+                .is_some_and(|ns| setns(ns, CloneFlags::CLONE_NEWPID).is_ok())
+        };
+        if as_init && !restored() {
+            quit(crate::SETUP_FAILED);
+        }
     }
-}
-
-/// Sets the pid namespace of this process's next children back to its own.
-fn restore_pid_namespace(own: Option<&std::fs::File>) -> bool {
-    own.is_some_and(|ns| setns(ns, CloneFlags::CLONE_NEWPID).is_ok())
 }
 
 /// One request: its length and descriptors; `None` at the end of the stream.

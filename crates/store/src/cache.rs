@@ -502,58 +502,47 @@ mod tests {
         assert_eq!(rev3, 1);
     }
 
-    /// A store whose reads, once armed, wait after fetching until released: a read that
-    /// missed can then be held while a write finishes.
+    /// A store that can hold its next read or write once it has done it, until released: a
+    /// read that missed can then wait while a write finishes, and a request can be cancelled
+    /// after the store applied its write.
     struct Held {
         inner: SqliteStore,
-        armed: std::sync::atomic::AtomicBool,
-        fetched: tokio::sync::Notify,
+        hold_read: std::sync::atomic::AtomicBool,
+        hold_write: std::sync::atomic::AtomicBool,
+        /// Signalled when a held read or write is done and waits.
+        reached: tokio::sync::Notify,
         release: tokio::sync::Notify,
+    }
+
+    impl Held {
+        fn new(dir: &std::path::Path) -> Self {
+            Self {
+                inner: SqliteStore::open(dir).unwrap(),
+                hold_read: false.into(),
+                hold_write: false.into(),
+                reached: tokio::sync::Notify::new(),
+                release: tokio::sync::Notify::new(),
+            }
+        }
+
+        async fn hold_if(&self, armed: &std::sync::atomic::AtomicBool) {
+            if armed.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+        }
     }
 
     #[async_trait]
     impl EntityStore for Held {
         async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
             let r = self.inner.get(doc_id, with_code).await;
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.fetched.notify_one();
-                self.release.notified().await;
-            }
+            self.hold_if(&self.hold_read).await;
             r
         }
         async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
-            self.inner.put(entity, expected_rev).await
-        }
-        async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
-            self.inner.delete(doc_id, rev).await
-        }
-        async fn list(&self, query: &EntityQuery) -> Result<Vec<Entity>> {
-            self.inner.list(query).await
-        }
-        async fn count(&self, query: &EntityQuery) -> Result<u64> {
-            self.inner.count(query).await
-        }
-    }
-
-    /// A store whose writes, once armed, wait after writing until released: a request can
-    /// then be cancelled after the store applied its write.
-    struct SlowWrites {
-        inner: SqliteStore,
-        armed: std::sync::atomic::AtomicBool,
-        written: tokio::sync::Notify,
-    }
-
-    #[async_trait]
-    impl EntityStore for SlowWrites {
-        async fn get(&self, doc_id: &str, with_code: bool) -> Result<Option<Stored>> {
-            self.inner.get(doc_id, with_code).await
-        }
-        async fn put(&self, entity: &Entity, expected_rev: Option<u64>) -> Result<u64> {
             let r = self.inner.put(entity, expected_rev).await;
-            if self.armed.load(Ordering::SeqCst) {
-                self.written.notify_one();
-                std::future::pending::<()>().await;
-            }
+            self.hold_if(&self.hold_write).await;
             r
         }
         async fn delete(&self, doc_id: &str, rev: u64) -> Result<()> {
@@ -570,11 +559,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_cancelled_after_the_store_applied_it_leaves_no_stale_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CachedStore::new(SlowWrites {
-            inner: SqliteStore::open(dir.path()).unwrap(),
-            armed: false.into(),
-            written: tokio::sync::Notify::new(),
-        }));
+        let store = Arc::new(CachedStore::new(Held::new(dir.path())));
         let v1 = store
             .put(&action("function main() { return {v: 1} }"), None)
             .await
@@ -585,7 +570,7 @@ mod tests {
             &cached,
             &shared(store.get_shared("guest/hello").await.unwrap()).0
         ));
-        store.inner().armed.store(true, Ordering::SeqCst);
+        store.inner().hold_write.store(true, Ordering::SeqCst);
         let writer = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -595,7 +580,7 @@ mod tests {
             })
         };
         // The store holds version 2; the request goes away before the write returns.
-        store.inner().written.notified().await;
+        store.inner().reached.notified().await;
         writer.abort();
         assert!(writer.await.unwrap_err().is_cancelled());
         let (now, rev) = shared(store.get_shared("guest/hello").await.unwrap());
@@ -606,24 +591,19 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_raced_a_write_does_not_cache_what_it_fetched() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CachedStore::new(Held {
-            inner: SqliteStore::open(dir.path()).unwrap(),
-            armed: false.into(),
-            fetched: tokio::sync::Notify::new(),
-            release: tokio::sync::Notify::new(),
-        }));
+        let store = Arc::new(CachedStore::new(Held::new(dir.path())));
         let v1 = store
             .put(&action("function main() { return {v: 1} }"), None)
             .await
             .unwrap();
         store.invalidate();
-        store.inner().armed.store(true, Ordering::SeqCst);
+        store.inner().hold_read.store(true, Ordering::SeqCst);
         let reader = {
             let store = store.clone();
             tokio::spawn(async move { shared(store.get_shared("guest/hello").await.unwrap()) })
         };
         // The read has fetched version 1 and waits; version 2 is written meanwhile.
-        store.inner().fetched.notified().await;
+        store.inner().reached.notified().await;
         let v2 = store
             .put(&action("function main() { return {v: 2} }"), Some(v1))
             .await
